@@ -1,0 +1,59 @@
+//! `provider-mock`: serves the simulated provider on a Unix socket.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use provider_mock::{MockConfig, MockProvider};
+use vk_provider_sdk::serve::{ServeOptions, serve_with};
+
+/// An in-memory vk provider that simulates pods for tests, demos and benchmarks.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Unix socket to serve the Provider service on.
+    #[arg(
+        long,
+        env = "VK_PROVIDER_SOCKET",
+        default_value = "/run/vk/provider.sock"
+    )]
+    socket: PathBuf,
+
+    /// Permission bits of the socket file (octal).
+    #[arg(long, default_value = "600", value_parser = parse_octal)]
+    socket_mode: u32,
+
+    /// Log format: text or json.
+    #[arg(long, env = "VK_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+
+    #[command(flatten)]
+    mock: MockConfig,
+}
+
+fn parse_octal(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8).map_err(|_| format!("{s:?} is not an octal mode such as 600"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if cli.log_format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let provider = MockProvider::new(cli.mock).context("starting the mock")?;
+    let options = ServeOptions {
+        socket_mode: cli.socket_mode,
+        ..ServeOptions::default()
+    };
+    serve_with(provider, &cli.socket, options)
+        .await
+        .with_context(|| format!("serving on {}", cli.socket.display()))
+}
