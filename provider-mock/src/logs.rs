@@ -40,7 +40,7 @@ impl Source {
     /// Finds the instance a request asks for.
     pub fn for_request(pod: &Pod, req: &pb::GetContainerLogsRequest) -> Result<Self, Status> {
         let c = pod.container(&req.container).ok_or_else(|| {
-            Status::invalid_argument(format!(
+            Status::not_found(format!(
                 "container {:?} is not valid for pod {}/{}",
                 req.container, pod.spec.namespace, pod.spec.name
             ))

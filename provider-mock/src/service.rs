@@ -108,7 +108,7 @@ impl MockProvider {
     fn running_container(&self, uid: &str, container: &str) -> Result<exec::Context, Status> {
         let found = self.store.with_pod(uid, |p| {
             let Some(c) = p.container(container) else {
-                return Err(Status::invalid_argument(format!(
+                return Err(Status::not_found(format!(
                     "container {container:?} is not valid for pod {}/{}",
                     p.spec.namespace, p.spec.name
                 )));
