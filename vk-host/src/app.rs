@@ -1,0 +1,159 @@
+//! Wiring: builds every part from the configuration and runs them until shutdown. Config is
+//! loaded first, built second, run third; nothing here decides Kubernetes semantics.
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    admin,
+    config::{Config, ConfigError},
+    events::Events,
+    kube_client::{self, ClientError},
+    metrics::Metrics,
+    node::{NodeConfig, NodeController},
+    pods::{Deps, PodController, cache::PodCache},
+    provider::{Provider, Supervisor},
+    resolve::Resolver,
+    status::{StatusWriter, view::ProviderView},
+};
+
+/// Why vk-host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No Kubernetes client.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The admin server could not bind.
+    #[error("health and metrics server on {addr}: {source}")]
+    Admin {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// Error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs vk-host until `shutdown` is cancelled. On shutdown the Node and its pods stay.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
+    let taint = if config.disable_taint {
+        None
+    } else {
+        Some(
+            config
+                .taint
+                .as_deref()
+                .map(crate::config::parse_taint)
+                .transpose()?,
+        )
+    };
+    let node_config = NodeConfig {
+        name: config.node_name.clone(),
+        ip: config.node_ip.clone(),
+        kubelet_port: config.kubelet_port,
+        taint,
+        labels: config.labels()?,
+        provider_grace: config.provider_grace,
+        socket: config.provider_socket.clone(),
+        lease_interval: config.lease_renew_interval,
+        report_interval: config.node_status_report_interval,
+    };
+    let client = kube_client::client(
+        config.kubeconfig.as_deref(),
+        config.kube_api_qps,
+        config.kube_api_burst,
+    )
+    .await?;
+    let metrics = Metrics::new();
+    let provider = Provider::new(
+        &config.provider_socket,
+        config.provider_timeout,
+        metrics.clone(),
+    );
+    let (supervisor, state, template, status_events) =
+        Supervisor::new(provider.clone(), config.node_name.clone());
+    let events = Events::start(client.clone(), &config.node_name);
+    let cache = PodCache::default();
+    let view = ProviderView::default();
+    let status = StatusWriter::new(
+        client.clone(),
+        cache.clone(),
+        view.clone(),
+        config.node_ip.clone(),
+        metrics.clone(),
+    );
+    let resolver = Resolver::new(
+        client.clone(),
+        config.node_name.clone(),
+        config.node_ip.clone(),
+    );
+    let pods = PodController::new(Deps {
+        client: client.clone(),
+        node_name: config.node_name.clone(),
+        cache: cache.clone(),
+        view,
+        status: status.clone(),
+        provider,
+        state: state.clone(),
+        resolver,
+        events,
+        metrics: metrics.clone(),
+        success_events: config.success_events,
+    });
+    let (node, node_ready) =
+        NodeController::new(client.clone(), node_config, state.clone(), template);
+    let (synced_tx, synced_rx) = watch::channel(0u64);
+
+    let listener_health = admin::Health {
+        metrics: metrics.clone(),
+        provider: state.clone(),
+        node_ready,
+        cache_synced: cache.synced(),
+        cache: cache.clone(),
+    };
+    let admin_addr = config.admin_address;
+    let admin_shutdown = shutdown.clone();
+    let admin =
+        tokio::spawn(
+            async move { admin::serve(admin_addr, listener_health, admin_shutdown).await },
+        );
+
+    tracing::info!(
+        node = %config.node_name,
+        provider_socket = %config.provider_socket.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "vk-host starting"
+    );
+    let tasks = vec![
+        tokio::spawn(supervisor.run(shutdown.clone())),
+        tokio::spawn(node.run(shutdown.clone())),
+        tokio::spawn(status.run(
+            status_events,
+            state,
+            pods.queue(),
+            synced_tx,
+            config.workers,
+            shutdown.clone(),
+        )),
+        tokio::spawn(pods.run(
+            config.workers,
+            config.resync_period,
+            synced_rx,
+            shutdown.clone(),
+        )),
+    ];
+    let admin_result = admin.await;
+    for t in tasks {
+        let _ = t.await;
+    }
+    match admin_result {
+        Ok(Err(source)) => Err(AppError::Admin {
+            addr: admin_addr,
+            source,
+        }),
+        _ => Ok(()),
+    }
+}

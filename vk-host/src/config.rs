@@ -1,0 +1,292 @@
+//! Operator-facing settings: kubelet-like command-line flags, each with an environment variable
+//! and a config-file equivalent. Plain data: nothing here connects, binds or spawns.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+/// vk-host registers a virtual node in a Kubernetes cluster and runs the pods scheduled to it
+/// through a provider process (a sidecar speaking the vk.provider.v1 gRPC contract on a Unix
+/// socket).
+///
+/// Every flag can also be set with the environment variable shown, or in a config file
+/// (`--config`, one `flag-name = value` per line, `#` comments); flags win over the file, which
+/// wins over the environment.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "vk-host", version, about, long_about, max_term_width = 100)]
+pub struct Config {
+    /// Path to a config file with `flag-name = value` lines.
+    #[arg(long, env = "VK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Path to a kubeconfig file. Without it: $KUBECONFIG, ~/.kube/config, or the in-cluster
+    /// service account.
+    #[arg(long, env = "KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Name of the Node object to register.
+    #[arg(
+        long,
+        visible_alias = "nodename",
+        env = "VK_NODE_NAME",
+        default_value = "virtual-kubelet"
+    )]
+    pub node_name: String,
+
+    /// Unix socket of the provider.
+    #[arg(
+        long,
+        env = "VK_PROVIDER_SOCKET",
+        default_value = "/run/vk/provider.sock",
+        value_name = "PATH"
+    )]
+    pub provider_socket: PathBuf,
+
+    /// How long the provider may be unreachable before the node's Ready condition turns False.
+    /// A provider restart shorter than this (an image hot-swap) does not flap the node.
+    #[arg(long, env = "VK_PROVIDER_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub provider_grace: Duration,
+
+    /// Deadline of each unary provider call.
+    #[arg(long, env = "VK_PROVIDER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub provider_timeout: Duration,
+
+    /// Node taint as `key=value:Effect`. Default: virtual-kubelet.io/provider=<provider>:NoSchedule.
+    #[arg(long, env = "VK_TAINT", value_name = "TAINT")]
+    pub taint: Option<String>,
+
+    /// Register the node without the provider taint.
+    #[arg(long, env = "VK_DISABLE_TAINT")]
+    pub disable_taint: bool,
+
+    /// Extra node label `key=value`; repeatable.
+    #[arg(
+        long = "node-label",
+        env = "VK_NODE_LABELS",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub node_labels: Vec<String>,
+
+    /// IP address published as the node's InternalIP (the API server dials the kubelet port on it).
+    #[arg(long, env = "VKUBELET_POD_IP", default_value = "127.0.0.1")]
+    pub node_ip: String,
+
+    /// Port of the kubelet API, published in the node's daemonEndpoints.
+    #[arg(long, env = "KUBELET_PORT", default_value_t = 10250)]
+    pub kubelet_port: u16,
+
+    /// Address of the local health and metrics server (/healthz, /readyz, /metrics).
+    #[arg(long, env = "VK_ADMIN_ADDRESS", default_value = "127.0.0.1:10248")]
+    pub admin_address: SocketAddr,
+
+    /// Kubernetes client queries per second (0 = unlimited).
+    #[arg(long, env = "VK_KUBE_API_QPS", default_value_t = 100.0)]
+    pub kube_api_qps: f32,
+
+    /// Kubernetes client burst.
+    #[arg(long, env = "VK_KUBE_API_BURST", default_value_t = 200)]
+    pub kube_api_burst: u32,
+
+    /// Concurrent pod workers (pods reconciled in parallel; one in flight per pod).
+    #[arg(
+        long,
+        visible_alias = "pod-sync-workers",
+        env = "VK_WORKERS",
+        default_value_t = 16
+    )]
+    pub workers: usize,
+
+    /// Interval of the full resync with the provider's ListPods.
+    #[arg(long, env = "VK_RESYNC_PERIOD", default_value = "5m", value_parser = parse_duration)]
+    pub resync_period: Duration,
+
+    /// Interval at which the node Lease is renewed (its duration is 40 s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub lease_renew_interval: Duration,
+
+    /// Interval at which node status is reported when nothing changed.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub node_status_report_interval: Duration,
+
+    /// Record Normal events for successful provider calls (ProviderCreateSuccess …), like upstream.
+    #[arg(long, env = "VK_SUCCESS_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub success_events: bool,
+
+    /// Log format: text or json.
+    #[arg(long, env = "VK_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl Config {
+    /// Parses flags, environment and the optional config file.
+    pub fn load() -> Result<Self, ConfigError> {
+        let first = Self::parse();
+        let Some(file) = first.config.clone() else {
+            return Ok(first);
+        };
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| ConfigError::File(file.clone(), e.to_string()))?;
+        let mut args: Vec<String> = vec!["vk-host".into()];
+        args.extend(file_args(&text).map_err(|e| ConfigError::File(file.clone(), e))?);
+        args.extend(std::env::args().skip(1));
+        Self::try_parse_from(args).map_err(|e| ConfigError::File(file, e.to_string()))
+    }
+
+    /// The node taint, or `None` if disabled.
+    pub fn taint(&self, provider_name: &str) -> Result<Option<TaintSpec>, ConfigError> {
+        if self.disable_taint {
+            return Ok(None);
+        }
+        match &self.taint {
+            None => Ok(Some(TaintSpec {
+                key: "virtual-kubelet.io/provider".into(),
+                value: provider_name.into(),
+                effect: "NoSchedule".into(),
+            })),
+            Some(s) => parse_taint(s).map(Some),
+        }
+    }
+
+    /// Extra labels as pairs.
+    pub fn labels(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        self.node_labels
+            .iter()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .ok_or_else(|| {
+                        ConfigError::Invalid(format!("--node-label {l:?}: expected key=value"))
+                    })
+            })
+            .collect()
+    }
+}
+
+/// A node taint from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaintSpec {
+    /// Key.
+    pub key: String,
+    /// Value.
+    pub value: String,
+    /// Effect.
+    pub effect: String,
+}
+
+/// A bad setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read or parsed.
+    #[error("config file {0}: {1}")]
+    File(PathBuf, String),
+    /// A value is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Parses `key=value:Effect` (value optional).
+pub fn parse_taint(s: &str) -> Result<TaintSpec, ConfigError> {
+    let (kv, effect) = s
+        .rsplit_once(':')
+        .ok_or_else(|| ConfigError::Invalid(format!("--taint {s:?}: expected key=value:Effect")))?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        return Err(ConfigError::Invalid(format!(
+            "--taint {s:?}: effect must be NoSchedule, PreferNoSchedule or NoExecute"
+        )));
+    }
+    let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+    if key.is_empty() {
+        return Err(ConfigError::Invalid(format!("--taint {s:?}: empty key")));
+    }
+    Ok(TaintSpec {
+        key: key.into(),
+        value: value.into(),
+        effect: effect.into(),
+    })
+}
+
+/// Turns `name = value` lines into `--name=value` arguments.
+fn file_args(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: expected `name = value`", i + 1))?;
+        let v = v.trim().trim_matches('"');
+        out.push(format!("--{}={}", k.trim().trim_start_matches("--"), v));
+    }
+    Ok(out)
+}
+
+/// Parses `250ms`, `10s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?}")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_taint_names_the_provider() {
+        let c = Config::try_parse_from(["vk-host"]).unwrap();
+        let t = c.taint("mock").unwrap().unwrap();
+        assert_eq!(
+            (t.key.as_str(), t.value.as_str(), t.effect.as_str()),
+            ("virtual-kubelet.io/provider", "mock", "NoSchedule")
+        );
+        let c = Config::try_parse_from(["vk-host", "--disable-taint"]).unwrap();
+        assert!(c.taint("mock").unwrap().is_none());
+    }
+
+    #[test]
+    fn taints_parse_and_validate() {
+        assert_eq!(parse_taint("a=b:NoExecute").unwrap().value, "b");
+        assert_eq!(parse_taint("a:NoSchedule").unwrap().value, "");
+        assert!(parse_taint("a=b:Sometimes").is_err());
+        assert!(parse_taint("a=b").is_err());
+    }
+
+    #[test]
+    fn config_file_lines_become_flags() {
+        let args = file_args("# comment\nnode-name = vk-1\n--workers=4\n").unwrap();
+        assert_eq!(args, vec!["--node-name=vk-1", "--workers=4"]);
+        assert!(file_args("nonsense").is_err());
+    }
+
+    #[test]
+    fn labels_parse() {
+        let c = Config::try_parse_from(["vk-host", "--node-label", "a=b,c=d"]).unwrap();
+        assert_eq!(
+            c.labels().unwrap(),
+            vec![("a".into(), "b".into()), ("c".into(), "d".into())]
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("x").is_err());
+    }
+}

