@@ -35,6 +35,7 @@ pub mod ports;
 pub mod probe;
 pub mod process;
 pub mod shared;
+pub mod virtual_node;
 
 pub use binaries::Binaries;
 pub use cluster::{Cluster, ClusterInfo, StartupTimings, client_from_kubeconfig};

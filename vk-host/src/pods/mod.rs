@@ -153,6 +153,7 @@ impl PodController {
                 && !convert::is_terminal(pod.pod.status.as_ref().and_then(|s| s.phase.as_deref()));
             if active && !provider.contains(uid) {
                 // Lost by the provider (e.g. it restarted without state): create again.
+                self.deps.view.remove(uid);
                 let mut sent = self.sent();
                 if sent.get(uid).is_some_and(|s| !s.refused) {
                     sent.remove(uid);

@@ -71,6 +71,11 @@ pub enum StatusEvent {
     Status(pb::PodStatus),
     /// The provider forgot a pod.
     Removed(pb::PodRemoved),
+    /// Connection `generation` is up; its snapshot follows.
+    Connected {
+        /// Connection generation.
+        generation: u64,
+    },
     /// The initial snapshot of connection `generation` is complete.
     Synced {
         /// Connection generation.

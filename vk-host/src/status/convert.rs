@@ -392,6 +392,13 @@ pub fn status_patch(status: &PodStatus) -> Value {
         for key in ["reason", "message"] {
             obj.entry(key).or_insert(Value::Null);
         }
+        // IP lists merge by `ip`; a pod re-created by its provider has new IPs, which must
+        // replace the old ones rather than join them.
+        for key in ["podIPs", "hostIPs"] {
+            if let Some(Value::Array(items)) = obj.get_mut(key) {
+                items.push(json!({"$patch": "replace"}));
+            }
+        }
         for list in ["containerStatuses", "initContainerStatuses"] {
             if let Some(Value::Array(items)) = obj.get_mut(list) {
                 for item in items {
@@ -693,5 +700,13 @@ mod tests {
         assert!(state["running"].is_object());
         assert!(state["waiting"].is_null() && state.get("waiting").is_some());
         assert!(patch["status"].get("reason").is_some());
+        assert_eq!(
+            patch["status"]["podIPs"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap()["$patch"],
+            "replace"
+        );
     }
 }

@@ -81,6 +81,8 @@ impl StatusWriter {
                 }
             });
         }
+        // Pods reported on the current connection: after its snapshot, everything else is gone.
+        let mut seen = std::collections::HashSet::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -92,8 +94,10 @@ impl StatusWriter {
                 }
                 event = events.recv() => match event {
                     None => break,
+                    Some(StatusEvent::Connected { .. }) => seen.clear(),
                     Some(StatusEvent::Status(s)) => {
                         let uid = s.uid.clone();
+                        seen.insert(uid.clone());
                         if self.view.record(s) {
                             self.queue.add(&uid);
                             if self.is_deleting(&uid) {
@@ -107,6 +111,13 @@ impl StatusWriter {
                         pods.add(&r.uid);
                     }
                     Some(StatusEvent::Synced { generation }) => {
+                        for uid in self.view.uids() {
+                            if !seen.contains(&uid) {
+                                // The provider forgot it (e.g. restarted without state).
+                                self.view.remove(&uid);
+                                pods.add(&uid);
+                            }
+                        }
                         self.view.set_synced(true);
                         synced.send_replace(generation);
                     }
