@@ -30,33 +30,68 @@ where
     }
 }
 
-/// Every process whose command line mentions `needle`.
-fn processes_mentioning(needle: &Path) -> Vec<(u32, String)> {
-    let needle = needle.display().to_string();
-    let own = std::process::id();
+/// A process seen in /proc: pid, parent pid, process group, command line.
+struct ProcEntry {
+    pid: u32,
+    ppid: u32,
+    pgrp: u32,
+    cmdline: String,
+}
+
+fn all_processes() -> Vec<ProcEntry> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return found;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        if pid == own {
+        let (Ok(raw), Ok(stat)) = (
+            std::fs::read(entry.path().join("cmdline")),
+            std::fs::read_to_string(entry.path().join("stat")),
+        ) else {
             continue;
-        }
-        if let Ok(raw) = std::fs::read(entry.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-            if cmdline.contains(&needle) {
-                found.push((pid, cmdline));
-            }
-        }
+        };
+        // stat: "pid (comm) state ppid pgrp ..."; comm may contain spaces.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(ppid), Some(pgrp)) = (
+            fields.get(1).and_then(|f| f.parse().ok()),
+            fields.get(2).and_then(|f| f.parse().ok()),
+        ) else {
+            continue;
+        };
+        found.push(ProcEntry {
+            pid,
+            ppid,
+            pgrp,
+            cmdline: String::from_utf8_lossy(&raw).replace('\0', " "),
+        });
     }
     found
+}
+
+/// Processes this test is responsible for that are still alive: anything
+/// mentioning its run folder, anything in one of its components' process
+/// groups, and any child of this process running a control-plane binary.
+/// (Other clusters on the machine may legitimately use the same binaries.)
+fn leftovers(run_dir: &Path, testbin_dir: &Path, groups: &[u32]) -> Vec<String> {
+    let own = std::process::id();
+    let run_dir = run_dir.display().to_string();
+    let testbin_dir = testbin_dir.display().to_string();
+    all_processes()
+        .into_iter()
+        .filter(|p| p.pid != own)
+        .filter(|p| {
+            p.cmdline.contains(&run_dir)
+                || groups.contains(&p.pgrp)
+                || (p.ppid == own && p.cmdline.contains(&testbin_dir))
+        })
+        .map(|p| format!("pid {} (pgrp {}): {}", p.pid, p.pgrp, p.cmdline))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,10 +254,9 @@ async fn control_plane_end_to_end() -> anyhow::Result<()> {
             "{name} (pid {pid}) still exists after teardown"
         );
     }
-    for needle in [&run_dir, &testbin_dir] {
-        let left = processes_mentioning(needle);
-        assert!(left.is_empty(), "processes left behind: {left:?}");
-    }
+    let groups: Vec<u32> = pids.iter().map(|(_, pid)| *pid).collect();
+    let left = leftovers(&run_dir, &testbin_dir, &groups);
+    assert!(left.is_empty(), "processes left behind: {left:#?}");
     assert!(
         !run_dir.exists(),
         "run folder {} not removed",

@@ -1,0 +1,6 @@
+"""Makes the provider's modules (provider.py, pods.py, procfs.py) importable in its tests."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
