@@ -76,6 +76,34 @@ pub struct Config {
     #[arg(long, env = "KUBELET_PORT", default_value_t = 10250)]
     pub kubelet_port: u16,
 
+    /// Address the kubelet API listens on.
+    #[arg(long, env = "VK_ADDRESS", default_value = "0.0.0.0")]
+    pub address: std::net::IpAddr,
+
+    /// Serving certificate of the kubelet API (PEM). Without it, the kubelet API is not served.
+    #[arg(long, env = "APISERVER_CERT_LOCATION", value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// Private key of the serving certificate (PEM).
+    #[arg(long, env = "APISERVER_KEY_LOCATION", value_name = "FILE")]
+    pub tls_private_key_file: Option<PathBuf>,
+
+    /// CA that signs client certificates accepted by the kubelet API (user = CN, groups = O).
+    #[arg(long, env = "APISERVER_CA_CERT_LOCATION", value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
+
+    /// Allow anonymous requests to the kubelet API (as system:anonymous); refused with 401 by default.
+    #[arg(long, env = "VK_ANONYMOUS_AUTH", default_value_t = false, action = clap::ArgAction::Set)]
+    pub anonymous_auth: bool,
+
+    /// Authorization of kubelet API requests: Webhook (SubjectAccessReview) or AlwaysAllow.
+    #[arg(long, env = "VK_AUTHORIZATION_MODE", default_value = "Webhook", value_parser = ["Webhook", "AlwaysAllow"])]
+    pub authorization_mode: String,
+
+    /// Idle timeout of exec, attach and port-forward streams.
+    #[arg(long, default_value = "4h", value_parser = parse_duration)]
+    pub stream_idle_timeout: Duration,
+
     /// Address of the local health and metrics server (/healthz, /readyz, /metrics).
     #[arg(long, env = "VK_ADMIN_ADDRESS", default_value = "127.0.0.1:10248")]
     pub admin_address: SocketAddr,

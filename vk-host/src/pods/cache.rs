@@ -78,6 +78,17 @@ impl PodCache {
         self.pods.read().ok()?.get(uid).cloned()
     }
 
+    /// A pod by namespace and name (the newest if several UIDs share it).
+    pub fn find(&self, namespace: &str, name: &str) -> Option<Arc<CachedPod>> {
+        let pods = self.pods.read().ok()?;
+        pods.values()
+            .filter(|p| {
+                p.pod.metadata.namespace.as_deref() == Some(namespace) && p.pod.metadata.name.as_deref() == Some(name)
+            })
+            .max_by_key(|p| p.pod.metadata.creation_timestamp.as_ref().map(|t| t.0))
+            .cloned()
+    }
+
     /// Every pod.
     pub fn all(&self) -> Vec<Arc<CachedPod>> {
         self.pods
