@@ -41,6 +41,8 @@ pub struct VirtualNode {
     pub socket: PathBuf,
     /// vk-host's health/metrics address.
     pub admin: String,
+    /// The kubelet API port (on 127.0.0.1).
+    pub kubelet_port: u16,
     provider: Mutex<Option<Child>>,
     host: Mutex<Option<Child>>,
     provider_args: Vec<String>,
@@ -100,6 +102,7 @@ impl VirtualNode {
         let kubeconfig = cluster.write_node_kubeconfig(name, &dir.join("node.kubeconfig"))?;
         let admin = format!("127.0.0.1:{}", free_port()?);
         let kubelet_port = free_port()?;
+        let serving = cluster.write_kubelet_serving_cert(name, &dir)?;
         let mut provider_args = vec!["--socket".to_string(), socket.display().to_string()];
         provider_args.extend(options.provider_args);
         let mut host_args = vec![
@@ -113,6 +116,14 @@ impl VirtualNode {
             admin.clone(),
             "--kubelet-port".into(),
             kubelet_port.to_string(),
+            "--address".into(),
+            "127.0.0.1".into(),
+            "--tls-cert-file".into(),
+            serving.cert.display().to_string(),
+            "--tls-private-key-file".into(),
+            serving.key.display().to_string(),
+            "--client-ca-file".into(),
+            cluster.ca_cert().display().to_string(),
         ];
         host_args.extend(options.host_args);
         let node = Self {
@@ -120,6 +131,7 @@ impl VirtualNode {
             dir,
             socket,
             admin,
+            kubelet_port,
             provider: Mutex::new(None),
             host: Mutex::new(None),
             provider_args,

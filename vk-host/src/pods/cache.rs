@@ -83,7 +83,8 @@ impl PodCache {
         let pods = self.pods.read().ok()?;
         pods.values()
             .filter(|p| {
-                p.pod.metadata.namespace.as_deref() == Some(namespace) && p.pod.metadata.name.as_deref() == Some(name)
+                p.pod.metadata.namespace.as_deref() == Some(namespace)
+                    && p.pod.metadata.name.as_deref() == Some(name)
             })
             .max_by_key(|p| p.pod.metadata.creation_timestamp.as_ref().map(|t| t.0))
             .cloned()

@@ -16,6 +16,8 @@ pub struct Sent {
     pub delete_requested: bool,
     /// The provider refused the pod (INVALID_ARGUMENT); not retried until the spec changes.
     pub refused: bool,
+    /// When the resolved data (service-account tokens) must be refreshed with an update.
+    pub refresh_at: Option<std::time::Instant>,
 }
 
 /// The next thing to do for a pod.
@@ -57,6 +59,8 @@ pub struct Inputs<'a> {
     pub hash: u64,
     /// The provider implements UpdatePod.
     pub can_update: bool,
+    /// The resolved data is due for a refresh (tokens about to expire).
+    pub refresh_due: bool,
     /// Now.
     pub now: Timestamp,
 }
@@ -102,6 +106,7 @@ pub fn decide(i: &Inputs<'_>) -> Action {
                 Action::UpdateUnsupported
             }
         }
+        Some(s) if i.refresh_due && i.can_update && !s.refused => Action::Update,
         Some(_) => Action::Nothing,
     }
 }
@@ -159,6 +164,7 @@ mod tests {
             provider,
             hash: 1,
             can_update: true,
+            refresh_due: false,
             now: now(),
         }
     }
@@ -167,6 +173,7 @@ mod tests {
         hash: 1,
         delete_requested: false,
         refused: false,
+        refresh_at: None,
     };
 
     #[test]
@@ -252,6 +259,16 @@ mod tests {
             decide(&inputs(Some(&p), Some(&asked), Known::Gone)),
             Action::Remove
         );
+    }
+
+    #[test]
+    fn expiring_tokens_are_refreshed_with_an_update() {
+        let p = pod();
+        let mut i = inputs(Some(&p), Some(&SENT), Known::Has { terminated: false });
+        i.refresh_due = true;
+        assert_eq!(decide(&i), Action::Update);
+        i.can_update = false;
+        assert_eq!(decide(&i), Action::Nothing);
     }
 
     #[test]

@@ -193,6 +193,9 @@ impl PodController {
             can_update: info
                 .as_ref()
                 .is_some_and(|i| i.has(pb::Capability::UpdatePod)),
+            refresh_due: sent
+                .and_then(|s| s.refresh_at)
+                .is_some_and(|at| at <= Instant::now()),
             now: k8s_openapi::jiff::Timestamp::now(),
         };
         let action = decide(&inputs);
@@ -262,6 +265,7 @@ impl PodController {
                 .events
                 .warning(reference(pod), w.reason, "Resolve", w.message.clone());
         }
+        let resolved_refresh = resolved.refresh_after;
         let result = if update {
             self.deps.provider.update_pod(resolved.pod).await
         } else {
@@ -283,10 +287,16 @@ impl PodController {
         match result {
             Ok(()) => {
                 self.queue.forget(&uid);
+                // Service-account tokens expire: re-resolve and update before they do.
+                let refresh_at = resolved_refresh.map(|after| {
+                    self.queue.add_after(&uid, after);
+                    Instant::now() + after
+                });
                 self.sent().insert(
                     uid.clone(),
                     Sent {
                         hash,
+                        refresh_at,
                         ..Sent::default()
                     },
                 );
