@@ -45,6 +45,7 @@ pub struct VirtualNode {
     pub kubelet_port: u16,
     provider: Mutex<Option<Child>>,
     host: Mutex<Option<Child>>,
+    provider_program: PathBuf,
     provider_args: Vec<String>,
     host_args: Vec<String>,
     kubeconfig: PathBuf,
@@ -57,6 +58,9 @@ pub struct NodeOptions {
     pub provider_args: Vec<String>,
     /// Extra vk-host flags.
     pub host_args: Vec<String>,
+    /// Another provider instead of provider-mock: program and arguments, started with
+    /// `--socket <path>` appended.
+    pub provider: Option<Vec<String>>,
 }
 
 /// Where the workspace's binaries are (the test executable lives in `<target>/debug/deps`).
@@ -103,7 +107,14 @@ impl VirtualNode {
         let admin = format!("127.0.0.1:{}", free_port()?);
         let kubelet_port = free_port()?;
         let serving = cluster.write_kubelet_serving_cert(name, &dir)?;
-        let mut provider_args = vec!["--socket".to_string(), socket.display().to_string()];
+        let (provider_program, mut provider_args) = match options.provider {
+            Some(mut command) if !command.is_empty() => {
+                let program = PathBuf::from(command.remove(0));
+                (program, command)
+            }
+            _ => (workspace_binary("provider-mock")?, Vec::new()),
+        };
+        provider_args.extend(["--socket".to_string(), socket.display().to_string()]);
         provider_args.extend(options.provider_args);
         let mut host_args = vec![
             "--kubeconfig".to_string(),
@@ -134,6 +145,7 @@ impl VirtualNode {
             kubelet_port,
             provider: Mutex::new(None),
             host: Mutex::new(None),
+            provider_program,
             provider_args,
             host_args,
             kubeconfig,
@@ -143,12 +155,12 @@ impl VirtualNode {
         Ok(node)
     }
 
-    /// Starts (or restarts) provider-mock.
+    /// Starts (or restarts) the provider.
     pub fn start_provider(&self) -> Result<()> {
         let child = spawn(
-            &workspace_binary("provider-mock")?,
+            &self.provider_program,
             &self.provider_args,
-            &self.dir.join("provider-mock.log"),
+            &self.dir.join("provider.log"),
         )?;
         if let Ok(mut p) = self.provider.lock() {
             *p = Some(child);
@@ -239,9 +251,13 @@ impl VirtualNode {
         Err(Error("Exec ended without an exit message".into()))
     }
 
-    /// The last lines of vk-host's log (for failure messages).
+    /// The last lines of vk-host's and the provider's logs (for failure messages).
     pub fn host_log_tail(&self) -> String {
-        tail(&self.dir.join("vk-host.log"), 40)
+        format!(
+            "{}\n--- provider log ---\n{}",
+            tail(&self.dir.join("vk-host.log"), 40),
+            tail(&self.dir.join("provider.log"), 20)
+        )
     }
 }
 
