@@ -22,7 +22,8 @@ use crate::ports::Ports;
 use crate::probe;
 use crate::process::{self, ComponentProcess, SpawnSpec};
 
-/// Grace period between SIGTERM and SIGKILL at teardown.
+/// Grace period between SIGTERM and SIGKILL for the controller manager,
+/// scheduler and metrics-server at teardown.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// What a cluster's run folder records in `cluster.json`, enough for another
@@ -195,8 +196,8 @@ impl Cluster {
         } else {
             None
         };
-        let kcm_probe = probe::insecure_local_client(ports.controller_manager)?;
-        let scheduler_probe = probe::insecure_local_client(ports.scheduler)?;
+        let kcm_probe = probe::local_client(ports.controller_manager, pki.ca.cert_pem()).await?;
+        let scheduler_probe = probe::local_client(ports.scheduler, pki.ca.cert_pem()).await?;
         let (kcm_ready, scheduler_ready, metrics_ready) = tokio::join!(
             async {
                 probe::wait_until(&mut controller_manager, "/healthz", timeout, || {
@@ -479,18 +480,24 @@ impl Cluster {
         Ok(())
     }
 
-    /// Stops every component (SIGTERM, then SIGKILL after 2 s, to each
-    /// process group) and removes a temporary run folder. Idempotent; also
-    /// done on drop.
+    /// Stops every component (SIGTERM, then SIGKILL after 2 s, to the
+    /// process groups of the controller manager, scheduler and
+    /// metrics-server; SIGKILL to the apiserver and etcd) and removes a
+    /// temporary run folder. Idempotent; also done on drop.
     pub fn stop(&self) {
         let mut processes = match self.processes.lock() {
             Ok(mut ps) => std::mem::take(&mut *ps),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         };
         if !processes.is_empty() {
-            // Reverse start order: metrics-server first, etcd last.
-            processes.reverse();
+            // The clients (metrics-server, scheduler, controller manager)
+            // get a graceful SIGTERM; then the apiserver and etcd, whose data
+            // is thrown away, are killed outright: their graceful shutdown
+            // waits for watches and connections and only slows tests down.
+            let mut storage: Vec<ComponentProcess> =
+                processes.drain(..processes.len().min(2)).collect();
             process::stop_all(&mut processes, STOP_GRACE);
+            process::stop_all(&mut storage, Duration::ZERO);
             tracing::info!(dir = %self.dir().display(), "local control plane stopped");
         }
         if self.remove_dir
@@ -549,11 +556,51 @@ fn prepare_run_dir(dir: Option<&Path>) -> Result<(PathBuf, bool)> {
             Ok((dir, false))
         }
         None => {
+            prune_stale_run_dirs(&std::env::temp_dir());
             let temp = tempfile::Builder::new()
                 .prefix("vk-cluster-")
                 .tempdir()
                 .map_err(|e| Error::io("creating", std::env::temp_dir(), e))?;
             Ok((temp.keep(), true))
+        }
+    }
+}
+
+/// Removes temporary run folders (`vk-cluster-*`) left behind by processes
+/// that were killed by a signal (their components died with them, but a
+/// signal handler cannot remove folders): those whose owner process is gone,
+/// and those without a `cluster.json` (start-up never finished) older than
+/// a day, which is long enough to read the logs of a failed start.
+fn prune_stale_run_dirs(temp: &Path) {
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_run_dir = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("vk-cluster-"))
+            && path.is_dir();
+        if !is_run_dir {
+            continue;
+        }
+        let state_file = Layout::new(&path).state_file;
+        let stale = match std::fs::read_to_string(&state_file) {
+            Ok(text) => match serde_json::from_str::<ClusterInfo>(&text) {
+                Ok(info) => !Path::new(&format!("/proc/{}", info.owner_pid)).exists(),
+                Err(_) => false,
+            },
+            Err(_) => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(24 * 3600)),
+        };
+        if stale {
+            tracing::debug!(dir = %path.display(), "removing stale run folder");
+            let _ = std::fs::remove_dir_all(&path);
         }
     }
 }

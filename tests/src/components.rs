@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::options::{ClusterOptions, go_duration};
-use crate::pki::{FRONT_PROXY_CLIENT_USER, PkiPaths};
+use crate::pki::{CertFiles, FRONT_PROXY_CLIENT_USER, PkiPaths};
 use crate::ports::Ports;
 
 /// Component names, in start-up order.
@@ -158,10 +158,12 @@ pub fn apiserver_args(layout: &Layout, ports: &Ports, options: &ClusterOptions) 
 }
 
 /// Secure-serving flags shared by the controller manager and the scheduler:
-/// loopback HTTPS (self-signed, in memory) with delegated authn/authz, so
-/// `/healthz` answers anonymously.
-fn delegated_serving(kubeconfig: &Path, port: u16) -> Vec<String> {
+/// loopback HTTPS with a certificate from the cluster CA and delegated
+/// authn/authz, so `/healthz` answers anonymously.
+fn delegated_serving(kubeconfig: &Path, port: u16, serving: &CertFiles) -> Vec<String> {
     vec![
+        format!("--tls-cert-file={}", p(&serving.cert)),
+        format!("--tls-private-key-file={}", p(&serving.key)),
         format!("--kubeconfig={}", p(kubeconfig)),
         format!("--authentication-kubeconfig={}", p(kubeconfig)),
         format!("--authorization-kubeconfig={}", p(kubeconfig)),
@@ -183,6 +185,7 @@ pub fn controller_manager_args(
     let mut args = delegated_serving(
         &layout.controller_manager_kubeconfig,
         ports.controller_manager,
+        &pki.controller_manager_serving,
     );
     args.extend([
         "--controllers=*".into(),
@@ -253,7 +256,11 @@ pub fn controller_manager_args(
 
 /// kube-scheduler.
 pub fn scheduler_args(layout: &Layout, ports: &Ports, options: &ClusterOptions) -> Vec<String> {
-    let mut args = delegated_serving(&layout.scheduler_kubeconfig, ports.scheduler);
+    let mut args = delegated_serving(
+        &layout.scheduler_kubeconfig,
+        ports.scheduler,
+        &layout.pki.scheduler_serving,
+    );
     args.push("--profiling=false".into());
     args.extend(options.scheduler_extra_args.iter().cloned());
     args
@@ -286,6 +293,11 @@ pub fn metrics_server_args(
         format!(
             "--metric-resolution={}",
             go_duration(options.metric_resolution)
+        ),
+        // metrics-server requires its resolution to exceed the scrape timeout (default 10 s).
+        format!(
+            "--kubelet-request-timeout={}",
+            go_duration(options.metric_resolution / 2)
         ),
     ]
 }

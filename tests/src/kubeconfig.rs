@@ -47,6 +47,29 @@ pub fn render(server: &str, ca_pem: &str, client: &IssuedCert, user: &str) -> St
     format!("{doc:#}\n")
 }
 
+/// Renders a kubeconfig for `server` trusting `ca_pem`, with no credentials
+/// (anonymous requests, e.g. health checks).
+pub fn render_anonymous(server: &str, ca_pem: &str) -> String {
+    let doc = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{
+            "name": CONTEXT_NAME,
+            "cluster": {
+                "server": server,
+                "certificate-authority-data": STANDARD.encode(ca_pem),
+            },
+        }],
+        "users": [{ "name": "anonymous", "user": {} }],
+        "contexts": [{
+            "name": CONTEXT_NAME,
+            "context": { "cluster": CONTEXT_NAME, "user": "anonymous" },
+        }],
+        "current-context": CONTEXT_NAME,
+    });
+    format!("{doc:#}\n")
+}
+
 /// Writes a kubeconfig (mode 0600) for a certificate already on disk.
 pub fn write_from_files(
     path: &Path,

@@ -244,6 +244,10 @@ pub struct PkiPaths {
     pub controller_manager: CertFiles,
     /// kube-scheduler client certificate.
     pub scheduler: CertFiles,
+    /// kube-controller-manager serving certificate (health port).
+    pub controller_manager_serving: CertFiles,
+    /// kube-scheduler serving certificate (health port).
+    pub scheduler_serving: CertFiles,
     /// Front-proxy client certificate (aggregation layer).
     pub front_proxy_client: CertFiles,
     /// metrics-server serving certificate.
@@ -271,6 +275,8 @@ impl PkiPaths {
             apiserver_kubelet_client: pair("apiserver-kubelet-client"),
             controller_manager: pair("controller-manager"),
             scheduler: pair("scheduler"),
+            controller_manager_serving: pair("controller-manager-serving"),
+            scheduler_serving: pair("scheduler-serving"),
             front_proxy_client: pair("front-proxy-client"),
             metrics_server: pair("metrics-server"),
             metrics_server_client: pair("metrics-server-client"),
@@ -328,6 +334,13 @@ impl ClusterPki {
             .write(dir, "controller-manager")?;
         ca.issue(&CertSpec::client("system:kube-scheduler", &[]))?
             .write(dir, "scheduler")?;
+        for (name, base) in [
+            ("kube-controller-manager", "controller-manager-serving"),
+            ("kube-scheduler", "scheduler-serving"),
+        ] {
+            ca.issue(&CertSpec::server(name, &["localhost"], &[loopback]))?
+                .write(dir, base)?;
+        }
         front_proxy_ca
             .issue(&CertSpec::client(FRONT_PROXY_CLIENT_USER, &[]))?
             .write(dir, "front-proxy-client")?;
@@ -508,8 +521,13 @@ mod tests {
             )
             .is_err()
         );
-        verify(&ca, &read(&p.metrics_server.cert), KeyUsage::server_auth())
-            .expect("metrics-server chain");
+        for serving in [
+            &p.metrics_server,
+            &p.controller_manager_serving,
+            &p.scheduler_serving,
+        ] {
+            verify(&ca, &read(&serving.cert), KeyUsage::server_auth()).expect("serving chain");
+        }
 
         // Keys are private.
         use std::os::unix::fs::PermissionsExt;

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -58,18 +59,21 @@ pub async fn etcd_healthy(port: u16) -> std::result::Result<(), String> {
     }
 }
 
-/// An unauthenticated client for a component's self-signed loopback HTTPS
-/// port (health endpoints only).
-pub fn insecure_local_client(port: u16) -> Result<Client> {
-    let url: http::Uri =
-        format!("https://127.0.0.1:{port}")
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| Error::Kubeconfig {
+/// An anonymous client for a component's loopback HTTPS port, verifying its
+/// serving certificate with `ca_pem` (health endpoints only).
+pub async fn local_client(port: u16, ca_pem: &str) -> Result<Client> {
+    let text = crate::kubeconfig::render_anonymous(&format!("https://127.0.0.1:{port}"), ca_pem);
+    let kubeconfig = Kubeconfig::from_yaml(&text).map_err(|e| Error::Kubeconfig {
+        path: "(health probe)".into(),
+        reason: e.to_string(),
+    })?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| Error::Kubeconfig {
                 path: "(health probe)".into(),
                 reason: e.to_string(),
             })?;
-    let mut config = kube::Config::new(url);
-    config.accept_invalid_certs = true;
     config.connect_timeout = Some(REQUEST_TIMEOUT);
     config.read_timeout = Some(REQUEST_TIMEOUT);
     Client::try_from(config).map_err(|e| Error::kube("building a health-probe client", e))

@@ -161,8 +161,9 @@ impl ComponentProcess {
 
     /// SIGKILLs the process group and reaps the process.
     fn kill_and_reap(&mut self) {
-        signal_group(self.child.id() as i32, libc::SIGKILL);
+        // Only while unreaped: afterwards the pid (= pgid) may be reused.
         if self.exit.is_none() {
+            signal_group(self.child.id() as i32, libc::SIGKILL);
             match self.child.wait() {
                 Ok(status) => self.exit = Some(status),
                 Err(e) => tracing::warn!(component = %self.name, error = %e, "reaping"),
@@ -180,7 +181,9 @@ impl ComponentProcess {
 
 impl Drop for ComponentProcess {
     fn drop(&mut self) {
-        stop_all(std::slice::from_mut(self), Duration::from_millis(500));
+        if self.exit.is_none() || self.slot.is_some() {
+            stop_all(std::slice::from_mut(self), Duration::from_millis(500));
+        }
     }
 }
 

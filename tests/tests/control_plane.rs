@@ -44,7 +44,11 @@ fn all_processes() -> Vec<ProcEntry> {
         return found;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let (Ok(raw), Ok(stat)) = (
@@ -262,5 +266,45 @@ async fn control_plane_end_to_end() -> anyhow::Result<()> {
         "run folder {} not removed",
         run_dir.display()
     );
+    Ok(())
+}
+
+/// A component that cannot start makes `Cluster::start` fail at once with the
+/// component's name and the tail of its log, and leaves nothing running.
+#[tokio::test]
+async fn startup_failure_reports_the_component_log() -> anyhow::Result<()> {
+    vk_tests::shared::init_tracing_for_tests();
+    let dir = tempfile::tempdir()?;
+    let options = ClusterOptions {
+        dir: Some(dir.path().join("run")),
+        apiserver_extra_args: vec!["--no-such-flag=1".into()],
+        ..ClusterOptions::default()
+    };
+    let started = Instant::now();
+    let error = Cluster::start(options)
+        .await
+        .expect_err("an unknown apiserver flag must fail the start");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "failure detected only after {:?}",
+        started.elapsed()
+    );
+    match &error {
+        vk_tests::Error::ComponentExited {
+            component, tail, ..
+        } => {
+            assert_eq!(component, "kube-apiserver");
+            assert!(
+                tail.contains("no-such-flag"),
+                "log tail lacks the cause: {tail}"
+            );
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+    let message = error.to_string();
+    assert!(message.contains("kube-apiserver exited early"), "{message}");
+    // etcd, started before the apiserver, was stopped.
+    let left = leftovers(&dir.path().join("run"), Path::new("/nonexistent"), &[]);
+    assert!(left.is_empty(), "processes left behind: {left:#?}");
     Ok(())
 }
