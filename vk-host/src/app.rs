@@ -75,6 +75,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     );
     let (supervisor, state, template, status_events) =
         Supervisor::new(provider.clone(), config.node_name.clone());
+    let api_provider = provider.clone();
     let events = Events::start(client.clone(), &config.node_name);
     let cache = PodCache::default();
     let view = ProviderView::default();
@@ -127,7 +128,49 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         version = env!("CARGO_PKG_VERSION"),
         "vk-host starting"
     );
-    let tasks = vec![
+    let mut tasks = Vec::new();
+    match (&config.tls_cert_file, &config.tls_private_key_file) {
+        (Some(cert), Some(key)) => {
+            let mode = config
+                .authorization_mode
+                .parse::<crate::kubelet_api::auth::AuthorizationMode>()
+                .map_err(|e| ConfigError::Invalid(format!("--authorization-mode: {e}")))?;
+            let auth = crate::kubelet_api::auth::AuthConfig::new(config.anonymous_auth, mode);
+            let tls = crate::kubelet_api::server::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: config.client_ca_file.clone(),
+            };
+            let api_state = crate::kubelet_api::ApiState {
+                node_name: config.node_name.clone(),
+                provider: api_provider,
+                provider_state: state.clone(),
+                cache: cache.clone(),
+                client: client.clone(),
+                stream_idle_timeout: config.stream_idle_timeout,
+            };
+            let addr = std::net::SocketAddr::new(config.address, config.kubelet_port);
+            let api_shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(error) =
+                    crate::kubelet_api::server::serve(addr, tls, api_state, auth, api_shutdown)
+                        .await
+                {
+                    tracing::error!(%error, %addr, "kubelet API server failed");
+                }
+            }));
+        }
+        (None, None) => tracing::warn!(
+            "no --tls-cert-file/--tls-private-key-file: the kubelet API (logs, exec, top …) is not served"
+        ),
+        _ => {
+            return Err(ConfigError::Invalid(
+                "--tls-cert-file and --tls-private-key-file go together".into(),
+            )
+            .into());
+        }
+    }
+    tasks.extend([
         tokio::spawn(supervisor.run(shutdown.clone())),
         tokio::spawn(node.run(shutdown.clone())),
         tokio::spawn(status.run(
@@ -144,7 +187,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
             synced_rx,
             shutdown.clone(),
         )),
-    ];
+    ]);
     let admin_result = admin.await;
     for t in tasks {
         let _ = t.await;
