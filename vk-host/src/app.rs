@@ -60,6 +60,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         socket: config.provider_socket.clone(),
         lease_interval: config.lease_renew_interval,
         report_interval: config.node_status_report_interval,
+        // The kubelet API serves exec, attach and port-forward over WebSocket too, so a
+        // Kubernetes 1.36+ API server can skip translating WebSocket to SPDY.
+        declared_features: if config.tls_cert_file.is_some() {
+            vec!["ExtendWebSocketsToKubelet".to_string()]
+        } else {
+            Vec::new()
+        },
     };
     let client = kube_client::client(
         config.kubeconfig.as_deref(),

@@ -40,6 +40,9 @@ pub struct NodeParams {
     pub provider_name: String,
     /// Provider version.
     pub provider_version: String,
+    /// Features declared in `status.declaredFeatures` (e.g. `ExtendWebSocketsToKubelet` when
+    /// the kubelet API serves exec, attach and port-forward over WebSocket).
+    pub declared_features: Vec<String>,
 }
 
 /// The Node's metadata and spec (what registration creates or patches).
@@ -284,6 +287,7 @@ pub fn status(
             ..Default::default()
         }),
         conditions: Some(std::mem::take(&mut conditions)),
+        declared_features: (!p.declared_features.is_empty()).then(|| p.declared_features.clone()),
         phase: Some("Running".into()),
         ..Default::default()
     }
@@ -302,7 +306,6 @@ pub fn status_changed(old: Option<&NodeStatus>, new: &NodeStatus) -> bool {
         s.config = None;
         s.runtime_handlers = None;
         s.features = None;
-        s.declared_features = None;
         s
     };
     old.map(strip) != Some(strip(new))
@@ -325,6 +328,7 @@ mod tests {
             labels: vec![("team".into(), "a".into())],
             provider_name: "mock".into(),
             provider_version: "0.1.0".into(),
+            declared_features: vec![],
         }
     }
 

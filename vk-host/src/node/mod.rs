@@ -51,6 +51,8 @@ pub struct NodeConfig {
     pub lease_interval: Duration,
     /// Status report interval when nothing changes.
     pub report_interval: Duration,
+    /// Features declared in the node status.
+    pub declared_features: Vec<String>,
 }
 
 /// Why registration failed.
@@ -120,6 +122,7 @@ impl NodeController {
             labels: self.config.labels.clone(),
             provider_name: provider_name.into(),
             provider_version: provider_version.into(),
+            declared_features: self.config.declared_features.clone(),
         }
     }
 

@@ -143,7 +143,12 @@ pub async fn serve(
     if let Some(bytes) = outcome.error_stream_bytes(protocol.json_status()) {
         let _ = socket.send(framing.encode(ERROR, &bytes)).await;
     }
-    let _ = socket.send(Message::Close(None)).await;
+    let _ = socket
+        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+            code: axum::extract::ws::close_code::NORMAL,
+            reason: "".into(),
+        })))
+        .await;
     // Wait briefly for the client's close answer so the status is not lost to a reset.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while let Some(Ok(m)) = socket.recv().await {

@@ -168,7 +168,12 @@ pub async fn serve(
             }
         }
     }
-    let _ = socket.send(Message::Close(None)).await;
+    let _ = socket
+        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+            code: axum::extract::ws::close_code::NORMAL,
+            reason: "".into(),
+        })))
+        .await;
 }
 
 async fn open(
