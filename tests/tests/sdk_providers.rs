@@ -154,11 +154,44 @@ async fn python_process_provider_runs_real_processes_and_reports_their_exit_code
     })
     .await
     .map_err(|e| format!("{e}\n--- vk-host log ---\n{}", node.host_log_tail()))?;
-    let uid = p.metadata.uid.clone().unwrap_or_default();
-    let (out, code) = node
-        .exec(&uid, "main", &["sh", "-c", "echo $GREETING; exit 4"])
+    let _ = p;
+    let cluster = shared::cluster().await?;
+    // `kubectl logs -f` shows the lines as the process writes them.
+    let mut follow = cluster.kubectl_command();
+    follow
+        .args(["-n", ns.name(), "logs", "-f", "ticker"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = follow.spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let start = Instant::now();
+    for _ in 0..5 {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await??;
+        assert_eq!(line.as_deref(), Some("tick"));
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(400),
+        "lines arrive as they are written"
+    );
+    let _ = child.kill().await;
+    // `kubectl exec` runs a real command in the container's environment, with its exit code.
+    let out = cluster
+        .kubectl_command()
+        .args([
+            "-n",
+            ns.name(),
+            "exec",
+            "ticker",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING; exit 4",
+        ])
+        .output()
         .await?;
-    assert_eq!((out.as_str(), code), ("from python\n", 4));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from python\n");
+    assert_eq!(out.status.code(), Some(4));
 
     // A process that exits 2 under restartPolicy Never: the pod fails with exit code 2.
     let failing: Pod = serde_json::from_value(json!({
