@@ -513,3 +513,64 @@ async fn kubelet_api_refuses_anonymous_and_unauthorized_callers() -> TestResult 
     .await?;
     Ok(())
 }
+
+/// Drives `kubectl exec -it` from a real pseudo-terminal (Python's `pty`), resizes the terminal
+/// and checks the provider saw the new size (the mock's `tty-size --watch` prints each one).
+const PTY_DRIVER: &str = r#"
+import fcntl, os, pty, select, signal, struct, sys, termios, time
+kubectl, kubeconfig, ns, pod = sys.argv[1:5]
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["KUBECONFIG"] = kubeconfig
+    os.execv(kubectl, [kubectl, "-n", ns, "exec", "-it", pod, "--", "tty-size", "--watch"])
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 90, 0, 0))
+out, resized, deadline = b"", False, time.time() + 20
+while time.time() < deadline:
+    if not resized and time.time() > deadline - 17:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
+        os.kill(pid, signal.SIGWINCH)
+        resized = True
+    r, _, _ = select.select([fd], [], [], 0.5)
+    if r:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        if b"50 120" in out:
+            break
+os.kill(pid, signal.SIGKILL)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(0 if b"50 120" in out else 1)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_exec_it_resize_reaches_the_provider() -> TestResult {
+    let env = setup("exec-it").await?;
+    running_pod(&env, "term", json!({})).await?;
+    let kubectl = env.cluster.kubectl_path().display().to_string();
+    let kubeconfig = env.cluster.kubeconfig().display().to_string();
+    let out = tokio::time::timeout(
+        Duration::from_secs(40),
+        tokio::process::Command::new("python3")
+            .args([
+                "-c",
+                PTY_DRIVER,
+                &kubectl,
+                &kubeconfig,
+                env.ns.name(),
+                "term",
+            ])
+            .output(),
+    )
+    .await??;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("50 120"),
+        "resize not seen by the provider: {text:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
