@@ -36,6 +36,7 @@ pub mod probe;
 pub mod process;
 pub mod shared;
 pub mod virtual_node;
+pub mod wait;
 
 pub use binaries::Binaries;
 pub use cluster::{Cluster, ClusterInfo, StartupTimings, client_from_kubeconfig};

@@ -3,7 +3,6 @@
 //! (vk-host + provider-mock) and namespace on the shared cluster.
 
 use std::{
-    future::Future,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -18,26 +17,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use vk_tests::{
     TestNamespace, shared,
     virtual_node::{NodeOptions, VirtualNode},
+    wait::eventually,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, String>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        if start.elapsed() > timeout {
-            return Err(format!("timed out after {timeout:?} waiting for {what}"));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
 
 struct Env {
     node: VirtualNode,

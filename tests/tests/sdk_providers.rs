@@ -4,7 +4,6 @@
 //! (a Python with the SDK's dependencies). Without them these tests fail and say so.
 
 use std::{
-    future::Future,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -18,26 +17,10 @@ use serde_json::json;
 use vk_tests::{
     shared,
     virtual_node::{NodeOptions, VirtualNode},
+    wait::eventually,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, String>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        if start.elapsed() > timeout {
-            return Err(format!("timed out after {timeout:?} waiting for {what}"));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 fn env_path(var: &str, hint: &str) -> Result<String, String> {
     std::env::var(var).map_err(|_| format!("{var} is not set: {hint} (scripts/test sets it up)"))

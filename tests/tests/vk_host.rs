@@ -2,10 +2,7 @@
 //! its own virtual node (two processes over a Unix socket) and namespace; the cluster is shared by
 //! the test binary. Assertions are what a user sees: node conditions, pod status, events.
 
-use std::{
-    future::Future,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -21,27 +18,10 @@ use serde_json::json;
 use vk_tests::{
     TestNamespace, shared,
     virtual_node::{NodeOptions, VirtualNode},
+    wait::eventually,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-/// Polls `check` every 250 ms until it yields `Some`, or fails after `timeout` with `what`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, String>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        if start.elapsed() > timeout {
-            return Err(format!("timed out after {timeout:?} waiting for {what}"));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 async fn setup(
     test: &str,
