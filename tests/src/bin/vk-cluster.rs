@@ -47,6 +47,20 @@ enum Command {
     /// Build (or find in the cache) the control-plane binaries and print
     /// their directory.
     Build,
+    /// Write a virtual node's credentials for a running cluster: a kubeconfig for
+    /// `system:node:<node>` (group `system:nodes`) and a kubelet serving certificate for
+    /// 127.0.0.1, into `--out`; prints the file paths.
+    NodeCredentials {
+        /// Run folder of the cluster (`vk-cluster up --dir`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Node name.
+        #[arg(long)]
+        node: String,
+        /// Folder to write into.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -59,6 +73,18 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::NodeCredentials { dir, node, out } => {
+            let cluster = Cluster::attach(&dir).context("attaching to the cluster")?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let kubeconfig =
+                cluster.write_node_kubeconfig(&node, &out.join(format!("{node}.kubeconfig")))?;
+            let serving = cluster.write_kubelet_serving_cert(&node, &out)?;
+            println!("kubeconfig: {}", kubeconfig.display());
+            println!("serving-cert: {}", serving.cert.display());
+            println!("serving-key: {}", serving.key.display());
+            println!("client-ca: {}", cluster.ca_cert().display());
+            Ok(())
+        }
         Command::Build => {
             let binaries = tokio::task::spawn_blocking(Binaries::locate).await??;
             println!("{}", binaries.dir().display());
