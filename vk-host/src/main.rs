@@ -24,7 +24,8 @@ async fn main() -> ExitCode {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let _ = rustls_provider();
+    // One TLS crypto provider for the whole process (kube's client and the kubelet API): ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -40,9 +41,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// kube's TLS uses rustls with ring; make it the process default.
-fn rustls_provider() -> bool {
-    true
 }
