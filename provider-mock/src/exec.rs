@@ -212,7 +212,14 @@ async fn command(argv: &[String], ctx: &Context, io: &mut Io, last: i32) -> Flow
             io.stdout("/\n").await;
             0
         }
-        "env" => {
+        "printenv" if !args.is_empty() => match ctx.var(&args[0]) {
+            Some(v) => {
+                io.stdout(format!("{v}\n")).await;
+                0
+            }
+            None => 1,
+        },
+        "env" | "printenv" => {
             let mut s = String::new();
             for (k, v) in &ctx.env {
                 s.push_str(&format!("{k}={v}\n"));
@@ -220,23 +227,6 @@ async fn command(argv: &[String], ctx: &Context, io: &mut Io, last: i32) -> Flow
             io.stdout(s).await;
             0
         }
-        "printenv" => match args.first() {
-            None => {
-                let mut s = String::new();
-                for (k, v) in &ctx.env {
-                    s.push_str(&format!("{k}={v}\n"));
-                }
-                io.stdout(s).await;
-                0
-            }
-            Some(n) => match ctx.var(n) {
-                Some(v) => {
-                    io.stdout(format!("{v}\n")).await;
-                    0
-                }
-                None => 1,
-            },
-        },
         "sleep" => match args
             .first()
             .and_then(|a| a.trim_end_matches('s').parse::<f64>().ok())

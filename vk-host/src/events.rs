@@ -78,12 +78,6 @@ impl Events {
         Self { tx }
     }
 
-    /// A recorder that drops everything (for tests).
-    pub fn disabled() -> Self {
-        let (tx, _) = mpsc::channel(1);
-        Self { tx }
-    }
-
     /// Queues a Normal event.
     pub fn normal(
         &self,

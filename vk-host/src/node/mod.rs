@@ -182,6 +182,8 @@ impl NodeController {
                 .unwrap_or_default();
             let status = build::status(&params, &template, ready, &existing, Timestamp::now());
 
+            let due = build::status_changed(last.as_ref(), &status)
+                || last_write.elapsed() >= self.config.report_interval;
             let result = if !registered {
                 self.register(&api, &params, &template, status.clone())
                     .await
@@ -189,18 +191,14 @@ impl NodeController {
                         registered = true;
                         self.uid.send_replace(Some(uid));
                     })
-            } else if build::status_changed(last.as_ref(), &status)
-                || last_write.elapsed() >= self.config.report_interval
-            {
+            } else if due {
                 self.patch_status(&api, &status).await
             } else {
                 Ok(())
             };
             match result {
                 Ok(()) => {
-                    if build::status_changed(last.as_ref(), &status)
-                        || last_write.elapsed() >= self.config.report_interval
-                    {
+                    if due {
                         last_write = Instant::now();
                     }
                     last = Some(status);

@@ -162,7 +162,7 @@ impl StatusWriter {
     pub async fn write_status(&self, pod: &Pod, status: PodStatus) -> Result<(), kube::Error> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let rv = pod.metadata.resource_version.clone().unwrap_or_default();
-        if pod.status.as_ref() == Some(&status) {
+        if !convert::changed(pod.status.as_ref(), &status) {
             return Ok(());
         }
         if let Ok(last) = self.last.lock()
