@@ -19,4 +19,15 @@ if [ ! -x "$out/virtual-kubelet" ] || [ ! -x "$out/kwok" ]; then
     GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >&2
     rm -rf "$out" && mv "$tmp" "$out"
 fi
+# kwok reads its behaviour from Stage objects; these are the ones kwokctl installs by default
+# (node initialise + lease heartbeat, pod ready/complete/delete), taken from the same module.
+if [ ! -s "$out/kwok-stages.yaml" ]; then
+    kwok_src="$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage"
+    [ -d "$kwok_src" ] || (cd "$wrapper" && go mod download "sigs.k8s.io/kwok@$KWOK_VERSION") >&2
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+        pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+        cat "$kwok_src/$f" && echo "---"
+    done > "$out/kwok-stages.yaml.tmp"
+    mv "$out/kwok-stages.yaml.tmp" "$out/kwok-stages.yaml"
+fi
 echo "$out"

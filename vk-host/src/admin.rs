@@ -68,12 +68,7 @@ async fn metrics(State(h): State<Health>) -> impl IntoResponse {
             .map(|p| (p.to_string(), 0))
             .collect();
     for pod in h.cache.all() {
-        let phase = pod
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_else(|| "Pending".into());
+        let phase = pod.phase().unwrap_or("Pending").to_string();
         *by_phase.entry(phase).or_default() += 1;
     }
     for (phase, n) in by_phase {

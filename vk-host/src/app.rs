@@ -83,7 +83,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     let (supervisor, state, template, status_events) =
         Supervisor::new(provider.clone(), config.node_name.clone());
     let api_provider = provider.clone();
-    let events = Events::start(client.clone(), &config.node_name);
+    let event_client = kube_client::client(
+        config.kubeconfig.as_deref(),
+        config.event_qps,
+        config.event_burst,
+    )
+    .await?;
+    let events = Events::start(event_client, &config.node_name);
     let cache = PodCache::default();
     let view = ProviderView::default();
     let status = StatusWriter::new(

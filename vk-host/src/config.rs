@@ -108,13 +108,24 @@ pub struct Config {
     #[arg(long, env = "VK_ADMIN_ADDRESS", default_value = "127.0.0.1:10248")]
     pub admin_address: SocketAddr,
 
-    /// Kubernetes client queries per second (0 = unlimited).
-    #[arg(long, env = "VK_KUBE_API_QPS", default_value_t = 100.0)]
+    /// Kubernetes client queries per second (0 = unlimited). Higher than the kubelet's 50: a
+    /// virtual node runs thousands of pods, each needing a few writes, and the API server's
+    /// Priority and Fairness protects it server-side (see BENCHMARKS.md).
+    #[arg(long, env = "VK_KUBE_API_QPS", default_value_t = 500.0)]
     pub kube_api_qps: f32,
 
     /// Kubernetes client burst.
-    #[arg(long, env = "VK_KUBE_API_BURST", default_value_t = 200)]
+    #[arg(long, env = "VK_KUBE_API_BURST", default_value_t = 1000)]
     pub kube_api_burst: u32,
+
+    /// Events per second (0 = unlimited), on their own client so that events never slow pod
+    /// status writes (the kubelet's `eventRecordQPS`); events beyond the queue are dropped.
+    #[arg(long, env = "VK_EVENT_QPS", default_value_t = 50.0)]
+    pub event_qps: f32,
+
+    /// Event burst (the kubelet's `eventBurst`).
+    #[arg(long, env = "VK_EVENT_BURST", default_value_t = 100)]
+    pub event_burst: u32,
 
     /// Concurrent pod workers (pods reconciled in parallel; one in flight per pod).
     #[arg(

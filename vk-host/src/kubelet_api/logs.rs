@@ -305,7 +305,7 @@ async fn open(
         .cache
         .find(&namespace, &name)
         .ok_or_else(|| ApiError::NotFound(format!("pod \"{namespace}/{name}\" not found")))?;
-    if let Some(spec) = pod.pod.spec.as_ref() {
+    if let Some(spec) = pod.pod().spec.as_ref() {
         let known = spec.containers.iter().any(|c| c.name == container)
             || spec
                 .init_containers

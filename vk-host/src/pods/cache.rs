@@ -18,38 +18,100 @@ use kube::{
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// One cached pod.
+/// One cached pod: the JSON the API server sent (without `managedFields`) plus the few fields
+/// vk-host looks at on every event. The typed [`Pod`] is parsed from the JSON when needed
+/// ([`CachedPod::pod`]): holding 10,000 typed pods (hundreds of small allocations each) would
+/// cost several times the memory of their JSON.
 #[derive(Debug)]
 pub struct CachedPod {
-    /// Typed view.
-    pub pod: Pod,
-    /// The pod as the API server serialised it.
+    /// The pod as the API server serialised it (without `metadata.managedFields`).
     pub raw: Box<[u8]>,
+    uid: Box<str>,
+    namespace: Box<str>,
+    name: Box<str>,
+    deleting: bool,
+    phase: Option<Box<str>>,
+    created: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 impl CachedPod {
-    /// Builds a cached pod from the API server's object.
+    /// Builds a cached pod from the API server's object, without `metadata.managedFields`
+    /// (server-side apply bookkeeping: often half of a pod's bytes, and of no use to vk-host or
+    /// a provider). Fails if the object is not a valid Pod.
     pub fn from_dynamic(obj: &DynamicObject) -> Result<Self, serde_json::Error> {
-        let raw = serde_json::to_vec(obj)?;
+        let raw = if obj.metadata.managed_fields.is_some() {
+            let mut obj = obj.clone();
+            obj.metadata.managed_fields = None;
+            serde_json::to_vec(&obj)?
+        } else {
+            serde_json::to_vec(obj)?
+        };
+        Self::from_raw(raw)
+    }
+
+    /// Builds a cached pod from a typed one (tests and benchmarks).
+    pub fn from_pod(pod: &Pod) -> Result<Self, serde_json::Error> {
+        let mut pod = pod.clone();
+        pod.metadata.managed_fields = None;
+        Self::from_raw(serde_json::to_vec(&pod)?)
+    }
+
+    fn from_raw(raw: Vec<u8>) -> Result<Self, serde_json::Error> {
+        // Checked once here, so that [`CachedPod::pod`] cannot fail later.
         let pod: Pod = serde_json::from_slice(&raw)?;
+        let meta = pod.metadata;
         Ok(Self {
-            pod,
             raw: raw.into_boxed_slice(),
+            uid: meta.uid.unwrap_or_default().into(),
+            namespace: meta.namespace.unwrap_or_default().into(),
+            name: meta.name.unwrap_or_default().into(),
+            deleting: meta.deletion_timestamp.is_some(),
+            phase: pod.status.and_then(|s| s.phase).map(Into::into),
+            created: meta.creation_timestamp.map(|t| t.0),
+        })
+    }
+
+    /// The typed pod, parsed from [`CachedPod::raw`] (a few microseconds).
+    pub fn pod(&self) -> Pod {
+        serde_json::from_slice(&self.raw).unwrap_or_else(|error| {
+            // Unreachable: the same bytes parsed when the pod was cached.
+            tracing::error!(pod = %self.key(), %error, "cached pod no longer parses");
+            let mut pod = Pod::default();
+            pod.metadata.uid = Some(self.uid.to_string());
+            pod.metadata.namespace = Some(self.namespace.to_string());
+            pod.metadata.name = Some(self.name.to_string());
+            pod
         })
     }
 
     /// The pod's UID.
     pub fn uid(&self) -> &str {
-        self.pod.metadata.uid.as_deref().unwrap_or_default()
+        &self.uid
+    }
+
+    /// The pod's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The pod's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the pod has a deletion timestamp.
+    pub fn deleting(&self) -> bool {
+        self.deleting
+    }
+
+    /// `status.phase`, if set.
+    pub fn phase(&self) -> Option<&str> {
+        self.phase.as_deref()
     }
 
     /// `namespace/name`.
     pub fn key(&self) -> String {
-        format!(
-            "{}/{}",
-            self.pod.metadata.namespace.as_deref().unwrap_or_default(),
-            self.pod.metadata.name.as_deref().unwrap_or_default()
-        )
+        format!("{}/{}", self.namespace, self.name)
     }
 }
 
@@ -82,11 +144,8 @@ impl PodCache {
     pub fn find(&self, namespace: &str, name: &str) -> Option<Arc<CachedPod>> {
         let pods = self.pods.read().ok()?;
         pods.values()
-            .filter(|p| {
-                p.pod.metadata.namespace.as_deref() == Some(namespace)
-                    && p.pod.metadata.name.as_deref() == Some(name)
-            })
-            .max_by_key(|p| p.pod.metadata.creation_timestamp.as_ref().map(|t| t.0))
+            .filter(|p| p.namespace() == namespace && p.name() == name)
+            .max_by_key(|p| p.created)
             .cloned()
     }
 
@@ -164,7 +223,8 @@ impl PodCache {
             };
             match event {
                 watcher::Event::Init => relisted = Some(HashSet::new()),
-                watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
+                watcher::Event::InitApply(mut obj) | watcher::Event::Apply(mut obj) => {
+                    obj.metadata.managed_fields = None;
                     match CachedPod::from_dynamic(&obj) {
                         Ok(pod) => {
                             let uid = self.insert(pod);
@@ -200,5 +260,35 @@ impl PodCache {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managed_fields_are_not_kept() {
+        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "p", "namespace": "ns", "uid": "u1",
+                "managedFields": [{ "manager": "kubectl", "operation": "Update", "fieldsV1": { "f:spec": {} } }],
+            },
+            "spec": { "containers": [{ "name": "c", "image": "i" }], "futureField": 1 },
+        }))
+        .expect("object");
+        let cached = CachedPod::from_dynamic(&obj).expect("cached");
+        assert!(cached.pod().metadata.managed_fields.is_none());
+        assert!(!cached.deleting() && cached.phase().is_none());
+        let raw: serde_json::Value = serde_json::from_slice(&cached.raw).expect("json");
+        assert!(raw["metadata"].get("managedFields").is_none());
+        assert_eq!(
+            raw["spec"]["futureField"], 1,
+            "unknown fields stay for the provider"
+        );
+        assert_eq!(cached.uid(), "u1");
+        assert_eq!(cached.key(), "ns/p");
     }
 }

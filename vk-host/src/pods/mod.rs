@@ -149,8 +149,7 @@ impl PodController {
         let (mut recreate, mut orphans) = (0, 0);
         for pod in self.deps.cache.all() {
             let uid = pod.uid();
-            let active = pod.pod.metadata.deletion_timestamp.is_none()
-                && !convert::is_terminal(pod.pod.status.as_ref().and_then(|s| s.phase.as_deref()));
+            let active = !pod.deleting() && !convert::is_terminal(pod.phase());
             if active && !provider.contains(uid) {
                 // Lost by the provider (e.g. it restarted without state): create again.
                 self.deps.view.remove(uid);
@@ -178,10 +177,13 @@ impl PodController {
         );
     }
 
-    async fn reconcile(&self, uid: &str) {
+    /// One worker step: decides the next action for `uid` and carries it out. Public for the
+    /// benchmarks, which drive the workers themselves (no API server to watch).
+    pub async fn reconcile(&self, uid: &str) {
         let start = Instant::now();
         let cached = self.deps.cache.get(uid);
-        let pod = cached.as_ref().map(|c| &c.pod);
+        let typed = cached.as_ref().map(|c| c.pod());
+        let pod = typed.as_ref();
         let sent = self.sent().get(uid).copied();
         let hash = pod.map(spec_hash).unwrap_or_default();
         let info = self.deps.state.borrow().info.clone();
@@ -224,7 +226,7 @@ impl PodController {
                 if let Some(cached) = &cached {
                     let provider = info.as_ref().map(|i| i.name.as_str()).unwrap_or("provider");
                     self.deps.events.normal(
-                        reference(&cached.pod),
+                        reference(&cached.pod()),
                         reason::PROVIDER_UPDATE_UNSUPPORTED,
                         "Update",
                         format!("provider {provider:?} cannot update a running pod in place; the change applies when the pod is re-created"),
@@ -255,7 +257,7 @@ impl PodController {
 
     async fn create_or_update(&self, cached: &CachedPod, hash: u64, update: bool) {
         let uid = cached.uid().to_string();
-        let pod = &cached.pod;
+        let pod = &cached.pod();
         let resolved = match self.deps.resolver.resolve(pod, cached.raw.to_vec()).await {
             Ok(r) => r,
             Err(error) => return self.resolve_failed(cached, hash, error).await,
@@ -343,7 +345,7 @@ impl PodController {
     }
 
     async fn resolve_failed(&self, cached: &CachedPod, hash: u64, error: ResolveError) {
-        let pod = &cached.pod;
+        let pod = &cached.pod();
         let message = error.to_string();
         self.deps
             .events
@@ -419,7 +421,7 @@ impl PodController {
     }
 
     async fn delete_in_provider(&self, cached: &CachedPod, grace: Option<i64>) {
-        let pod = &cached.pod;
+        let pod = &cached.pod();
         let uid = cached.uid().to_string();
         let req = pb::DeletePodRequest {
             uid: uid.clone(),
@@ -458,7 +460,7 @@ impl PodController {
 
     /// Removes the API object (grace 0, UID precondition) once the provider stopped the pod.
     async fn remove_from_api(&self, cached: &CachedPod) {
-        let pod = &cached.pod;
+        let pod = &cached.pod();
         let (Some(ns), Some(name)) = (
             pod.metadata.namespace.as_deref(),
             pod.metadata.name.as_deref(),

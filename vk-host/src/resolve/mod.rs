@@ -26,15 +26,16 @@ mod pull;
 mod quantity;
 mod services;
 mod token;
+mod ttl_cache;
 mod volumes;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
 use vk_provider_sdk::pb;
 
 pub(crate) use objects::Objects;
@@ -202,8 +203,9 @@ pub struct Config {
     /// Also use the pod's ServiceAccount's `imagePullSecrets` (best effort: a node identity may
     /// not be allowed to read ServiceAccounts; admission already copies them into the pod).
     pub service_account_pull_secrets: bool,
-    /// How long a namespace's Service list is reused for service-link variables (the kubelet
-    /// reads them from an informer cache, so it is eventually consistent too). Zero disables it.
+    /// How long a namespace's Service list (for service-link variables) and a ServiceAccount
+    /// (for its pull secrets) are reused (the kubelet reads them from informer caches, so it is
+    /// eventually consistent too). Concurrent resolves share one read. Zero disables it.
     pub service_cache_ttl: Duration,
     /// At most this many concurrent GETs per resolve.
     pub fetch_concurrency: usize,
@@ -221,9 +223,6 @@ impl Default for Config {
     }
 }
 
-/// Service lists by `namespace/name-filter`, with when they were read.
-type ServiceCache = Mutex<HashMap<String, (Instant, Arc<Vec<Service>>)>>;
-
 /// How long to stop asking for ServiceAccounts after the API said 403.
 const SERVICE_ACCOUNT_FORBIDDEN_BACKOFF: Duration = Duration::from_secs(600);
 
@@ -234,8 +233,10 @@ pub struct Resolver {
     node_name: String,
     host_ip: String,
     config: Config,
-    /// Service lists by namespace (or `default/kubernetes`), with when they were read.
-    service_cache: Arc<ServiceCache>,
+    /// Service lists by namespace (or `default/kubernetes`).
+    service_cache: Arc<ttl_cache::TtlCache<Arc<Vec<Service>>>>,
+    /// ServiceAccounts by `namespace/name` (for their `imagePullSecrets`).
+    service_account_cache: Arc<ttl_cache::TtlCache<fetch::Fetched<ServiceAccount>>>,
     /// Service-account tokens already issued, per pod.
     tokens: Arc<token::TokenCache>,
     /// Until when ServiceAccount reads are skipped (the API answered 403).
@@ -261,6 +262,7 @@ impl Resolver {
             host_ip,
             config: Config::default(),
             service_cache: Arc::default(),
+            service_account_cache: Arc::default(),
             tokens: Arc::default(),
             service_account_forbidden_until: Arc::default(),
         }
@@ -322,7 +324,17 @@ impl Resolver {
             self.services(&fetcher, namespace, refs.service_links),
             async {
                 if want_sa {
-                    fetcher.service_account(&refs.service_account).await
+                    // Cached like the Service lists: unchanged for a burst of pods.
+                    let key = format!("{namespace}/{}", refs.service_account);
+                    self.service_account_cache
+                        .get_or_fetch(&key, self.config.service_cache_ttl, || async {
+                            match fetcher.service_account(&refs.service_account).await {
+                                fetch::Fetched::Unreadable(f) => Err(f),
+                                fetched => Ok(fetched),
+                            }
+                        })
+                        .await
+                        .unwrap_or_else(fetch::Fetched::Unreadable)
                 } else {
                     fetch::Fetched::NotFound
                 }
@@ -437,27 +449,12 @@ impl Resolver {
         name: Option<&str>,
     ) -> Result<Arc<Vec<Service>>, ResolveError> {
         let key = format!("{namespace}/{}", name.unwrap_or(""));
-        let ttl = self.config.service_cache_ttl;
-        if !ttl.is_zero() {
-            let cache = self.service_cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, list)) = cache.get(&key)
-                && at.elapsed() < ttl
-            {
-                return Ok(list.clone());
-            }
-        }
-        let list = Arc::new(
-            fetcher
-                .services(namespace, name)
-                .await
-                .map_err(ResolveError::Api)?,
-        );
-        if !ttl.is_zero() {
-            let mut cache = self.service_cache.lock().unwrap_or_else(|e| e.into_inner());
-            cache.retain(|_, (at, _)| at.elapsed() < ttl);
-            cache.insert(key, (Instant::now(), list.clone()));
-        }
-        Ok(list)
+        self.service_cache
+            .get_or_fetch(&key, self.config.service_cache_ttl, || async {
+                fetcher.services(namespace, name).await.map(Arc::new)
+            })
+            .await
+            .map_err(ResolveError::Api)
     }
 
     fn may_read_service_accounts(&self) -> bool {

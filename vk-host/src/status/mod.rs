@@ -36,8 +36,9 @@ pub struct StatusWriter {
     queue: Queue,
     host_ip: String,
     metrics: Metrics,
-    /// What we last wrote per pod, with the resourceVersion the cache had then.
-    last: Arc<Mutex<HashMap<String, (PodStatus, String)>>>,
+    /// A hash of what we last wrote per pod, with the resourceVersion the cache had then (a
+    /// hash, not the status: this map holds an entry for every pod of the node).
+    last: Arc<Mutex<HashMap<String, (u64, String)>>>,
 }
 
 impl StatusWriter {
@@ -128,9 +129,7 @@ impl StatusWriter {
     }
 
     fn is_deleting(&self, uid: &str) -> bool {
-        self.cache
-            .get(uid)
-            .is_some_and(|p| p.pod.metadata.deletion_timestamp.is_some())
+        self.cache.get(uid).is_some_and(|p| p.deleting())
     }
 
     /// Forgets what was written for a pod.
@@ -146,10 +145,11 @@ impl StatusWriter {
             return;
         };
         let now = k8s_openapi::jiff::Timestamp::now();
-        let Some(status) = convert::pod_status(&cached.pod, &facts, &self.host_ip, now) else {
+        let pod = cached.pod();
+        let Some(status) = convert::pod_status(&pod, &facts, &self.host_ip, now) else {
             return;
         };
-        if let Err(error) = self.write_status(&cached.pod, status).await {
+        if let Err(error) = self.write_status(&pod, status).await {
             tracing::warn!(pod = %cached.key(), %error, "writing pod status failed; retrying");
             self.queue.retry(uid);
         } else {
@@ -165,10 +165,11 @@ impl StatusWriter {
         if !convert::changed(pod.status.as_ref(), &status) {
             return Ok(());
         }
+        let hash = status_hash(&status);
         if let Ok(last) = self.last.lock()
             && last
                 .get(&uid)
-                .is_some_and(|(s, at)| *s == status && *at == rv)
+                .is_some_and(|(h, at)| *h == hash && *at == rv)
         {
             return Ok(());
         }
@@ -191,7 +192,7 @@ impl StatusWriter {
                     .inc();
                 tracing::debug!(pod = %format!("{ns}/{name}"), phase = ?status.phase, "pod status written");
                 if let Ok(mut last) = self.last.lock() {
-                    last.insert(uid, (status, rv));
+                    last.insert(uid, (hash, rv));
                 }
                 Ok(())
             }
@@ -205,4 +206,14 @@ impl StatusWriter {
             }
         }
     }
+}
+
+/// A hash of `status` (of its JSON form: `PodStatus` has no `Hash`).
+fn status_hash(status: &PodStatus) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(status)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
 }
