@@ -82,7 +82,14 @@ fn live_once(client_rt: &Runtime) -> (usize, Duration, Duration) {
                         event: Some(E::Status(s)),
                     }) => {
                         changes += 1;
-                        if s.phase == pb::PodPhase::Running as i32 {
+                        // The mock leaves the phase to vk-host: Running = every container runs.
+                        let runs = |c: &pb::ContainerStatus| {
+                            matches!(
+                                c.state.as_ref().and_then(|s| s.state.as_ref()),
+                                Some(pb::container_state::State::Running(_))
+                            )
+                        };
+                        if !s.containers.is_empty() && s.containers.iter().all(runs) {
                             running.insert(s.uid);
                         }
                     }
