@@ -142,17 +142,17 @@ pub fn markdown(records: &[Record]) -> String {
     }
     let _ = writeln!(
         out,
-        "| mode | limits | pods | system | runs ok | all Running (s) | pods/s | all deleted (s) | agent CPU s per 1k pods | peak RSS (MiB) | idle CPU (% of a core) | API requests per pod |"
+        "| mode | limits | pods | system | runs ok | all Running (s) | pods/s | all deleted (s) | agent CPU s per 1k pods | host peak RSS (MiB) | agent peak RSS (MiB) | idle CPU (% of a core) | API requests per pod |"
     );
     let _ = writeln!(
         out,
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for ((mode, limits, pods, system), row) in &rows {
         let ok = row.complete().len();
         let _ = writeln!(
             out,
-            "| {} | {} | {pods} | {} | {ok}/{} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {pods} | {} | {ok}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
             mode_name(*mode),
             limits_name(*limits),
             system.name(),
@@ -161,6 +161,7 @@ pub fn markdown(records: &[Record]) -> String {
             show(row.throughput(), 0),
             show(row.stat(|r| r.delete_secs), 1),
             show(row.cpu_per_1k(), 2),
+            show(row.stat(host_peak_rss), 0),
             show(row.stat(|r| Some(r.peak_rss_mib)), 0),
             show(row.stat(|r| Some(r.idle_cpu_percent)), 2),
             show(row.requests_per_pod(), 1),
@@ -229,6 +230,15 @@ fn ratios(rows: &BTreeMap<Key, Row>) -> String {
         );
     }
     if any { out } else { String::new() }
+}
+
+/// Peak RSS of the node agent itself: vk-host without its provider process; upstream
+/// virtual-kubelet and kwok are one process each.
+fn host_peak_rss(r: &Record) -> Option<f64> {
+    r.processes
+        .iter()
+        .find(|p| p.name != "provider-mock")
+        .map(|p| p.peak_rss_mib)
 }
 
 fn mode_name(m: Mode) -> &'static str {

@@ -82,4 +82,5 @@ fn vk_bench_runs_vk_host_and_reports_the_run() {
         table.contains("| pre-bound | default | 20 | vk | 1/1 |"),
         "{table}"
     );
+    assert!(table.contains("host peak RSS"), "{table}");
 }

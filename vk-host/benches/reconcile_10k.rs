@@ -88,8 +88,21 @@ impl Mock {
                 .create(pod.clone())
                 .expect("restoring a pod");
         }
+        // The previous mock's runtime shuts down in the background: its listener may still be
+        // open for a moment, and `bind` refuses a live socket.
         let listener = rt
-            .block_on(bind(socket, 0o600))
+            .block_on(async {
+                let mut attempts = 0;
+                loop {
+                    match bind(socket, 0o600).await {
+                        Err(_) if attempts < 100 => {
+                            attempts += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                        other => return other,
+                    }
+                }
+            })
             .expect("binding the socket");
         let (served, path) = (provider.clone(), socket.to_path_buf());
         rt.spawn(async move {
