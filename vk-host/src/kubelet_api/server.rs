@@ -309,7 +309,7 @@ mod component_tests {
         }
         let cache = PodCache::default();
         let obj: DynamicObject = serde_json::from_value(pod_json).unwrap();
-        cache.insert(CachedPod::from_dynamic(&obj).unwrap());
+        cache.insert(CachedPod::from_dynamic(obj).unwrap());
         let (provider_state, provider_rx) = watch::channel(ProviderState {
             link: Link::Connected,
             info: Some(info(&[

@@ -38,15 +38,9 @@ impl CachedPod {
     /// Builds a cached pod from the API server's object, without `metadata.managedFields`
     /// (server-side apply bookkeeping: often half of a pod's bytes, and of no use to vk-host or
     /// a provider). Fails if the object is not a valid Pod.
-    pub fn from_dynamic(obj: &DynamicObject) -> Result<Self, serde_json::Error> {
-        let raw = if obj.metadata.managed_fields.is_some() {
-            let mut obj = obj.clone();
-            obj.metadata.managed_fields = None;
-            serde_json::to_vec(&obj)?
-        } else {
-            serde_json::to_vec(obj)?
-        };
-        Self::from_raw(raw)
+    pub fn from_dynamic(mut obj: DynamicObject) -> Result<Self, serde_json::Error> {
+        obj.metadata.managed_fields = None;
+        Self::from_raw(serde_json::to_vec(&obj)?)
     }
 
     /// Builds a cached pod from a typed one (tests and benchmarks).
@@ -223,9 +217,9 @@ impl PodCache {
             };
             match event {
                 watcher::Event::Init => relisted = Some(HashSet::new()),
-                watcher::Event::InitApply(mut obj) | watcher::Event::Apply(mut obj) => {
-                    obj.metadata.managed_fields = None;
-                    match CachedPod::from_dynamic(&obj) {
+                watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
+                    let name = obj.metadata.name.clone();
+                    match CachedPod::from_dynamic(obj) {
                         Ok(pod) => {
                             let uid = self.insert(pod);
                             if let Some(seen) = relisted.as_mut() {
@@ -234,7 +228,7 @@ impl PodCache {
                             changed(&uid);
                         }
                         Err(error) => {
-                            tracing::warn!(name = ?obj.metadata.name, %error, "cannot decode pod")
+                            tracing::warn!(?name, %error, "cannot decode pod")
                         }
                     }
                 }
@@ -279,7 +273,7 @@ mod tests {
             "spec": { "containers": [{ "name": "c", "image": "i" }], "futureField": 1 },
         }))
         .expect("object");
-        let cached = CachedPod::from_dynamic(&obj).expect("cached");
+        let cached = CachedPod::from_dynamic(obj).expect("cached");
         assert!(cached.pod().metadata.managed_fields.is_none());
         assert!(!cached.deleting() && cached.phase().is_none());
         let raw: serde_json::Value = serde_json::from_slice(&cached.raw).expect("json");

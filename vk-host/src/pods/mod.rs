@@ -218,15 +218,16 @@ impl PodController {
                 );
             }
             Action::Create | Action::Update => {
-                if let Some(cached) = &cached {
-                    self.create_or_update(cached, hash, label == "update").await;
+                if let (Some(cached), Some(pod)) = (&cached, pod) {
+                    self.create_or_update(cached, pod, hash, label == "update")
+                        .await;
                 }
             }
             Action::UpdateUnsupported => {
-                if let Some(cached) = &cached {
+                if let Some(pod) = pod {
                     let provider = info.as_ref().map(|i| i.name.as_str()).unwrap_or("provider");
                     self.deps.events.normal(
-                        reference(&cached.pod()),
+                        reference(pod),
                         reason::PROVIDER_UPDATE_UNSUPPORTED,
                         "Update",
                         format!("provider {provider:?} cannot update a running pod in place; the change applies when the pod is re-created"),
@@ -237,8 +238,8 @@ impl PodController {
                 }
             }
             Action::Delete { grace } => {
-                if let Some(cached) = &cached {
-                    self.delete_in_provider(cached, grace).await;
+                if let (Some(cached), Some(pod)) = (&cached, pod) {
+                    self.delete_in_provider(cached, pod, grace).await;
                 }
             }
             Action::Remove => {
@@ -255,12 +256,12 @@ impl PodController {
             .observe(start.elapsed().as_secs_f64());
     }
 
-    async fn create_or_update(&self, cached: &CachedPod, hash: u64, update: bool) {
+    /// `pod` is `cached` parsed (once, by [`PodController::reconcile`]).
+    async fn create_or_update(&self, cached: &CachedPod, pod: &Pod, hash: u64, update: bool) {
         let uid = cached.uid().to_string();
-        let pod = &cached.pod();
         let resolved = match self.deps.resolver.resolve(pod, cached.raw.to_vec()).await {
             Ok(r) => r,
-            Err(error) => return self.resolve_failed(cached, hash, error).await,
+            Err(error) => return self.resolve_failed(cached, pod, hash, error).await,
         };
         for w in &resolved.warnings {
             self.deps
@@ -344,8 +345,7 @@ impl PodController {
         }
     }
 
-    async fn resolve_failed(&self, cached: &CachedPod, hash: u64, error: ResolveError) {
-        let pod = &cached.pod();
+    async fn resolve_failed(&self, cached: &CachedPod, pod: &Pod, hash: u64, error: ResolveError) {
         let message = error.to_string();
         self.deps
             .events
@@ -420,13 +420,12 @@ impl PodController {
         }
     }
 
-    async fn delete_in_provider(&self, cached: &CachedPod, grace: Option<i64>) {
-        let pod = &cached.pod();
+    async fn delete_in_provider(&self, cached: &CachedPod, pod: &Pod, grace: Option<i64>) {
         let uid = cached.uid().to_string();
         let req = pb::DeletePodRequest {
             uid: uid.clone(),
-            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-            name: pod.metadata.name.clone().unwrap_or_default(),
+            namespace: cached.namespace().to_string(),
+            name: cached.name().to_string(),
             grace_period_seconds: grace,
         };
         match self.deps.provider.delete_pod(req).await {
@@ -460,13 +459,10 @@ impl PodController {
 
     /// Removes the API object (grace 0, UID precondition) once the provider stopped the pod.
     async fn remove_from_api(&self, cached: &CachedPod) {
-        let pod = &cached.pod();
-        let (Some(ns), Some(name)) = (
-            pod.metadata.namespace.as_deref(),
-            pod.metadata.name.as_deref(),
-        ) else {
+        let (ns, name) = (cached.namespace(), cached.name());
+        if ns.is_empty() || name.is_empty() {
             return;
-        };
+        }
         let api: Api<Pod> = Api::namespaced(self.deps.client.clone(), ns);
         let params = DeleteParams {
             grace_period_seconds: Some(0),

@@ -586,7 +586,7 @@ mod http {
             "spec": {"containers": [{"name": "app", "image": "busybox"}]}
         }))
         .expect("pod");
-        cache.insert(CachedPod::from_dynamic(&obj).expect("cached"));
+        cache.insert(CachedPod::from_dynamic(obj).expect("cached"));
         let info = ProviderInfo {
             name: "mock".into(),
             version: "1".into(),
