@@ -18,7 +18,7 @@ use vk_provider_sdk::{
     pb::{self, Capability},
 };
 
-use crate::{duration::format_duration, stream::Pump};
+use crate::{format_duration, stream::Pump};
 
 /// Why a call did not produce a response.
 #[derive(Debug, thiserror::Error)]

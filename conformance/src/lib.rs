@@ -23,9 +23,8 @@
 mod checks;
 mod client;
 mod context;
-mod duration;
 mod fixtures;
-pub mod quantity;
+pub mod platform;
 mod report;
 mod stream;
 mod watch;
@@ -35,7 +34,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use tokio::time::Instant;
 use vk_provider_sdk::pb;
 
-pub use duration::{format_duration, parse_duration};
+pub use kube_values::{format_duration, parse_duration};
 pub use report::{CheckResult, Outcome, ProviderInfo, Report};
 
 use crate::{

@@ -12,7 +12,7 @@ use std::{hint::black_box, time::Duration};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
-use vk_host::status::{convert, view::ProviderView};
+use vk_host::{status::convert, store::view::ProviderView};
 use vk_provider_sdk::pb;
 
 const UID: &str = "00000000-0000-4000-8000-000000000001";

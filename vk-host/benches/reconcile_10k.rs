@@ -20,7 +20,6 @@
 //! Run: `cargo bench -p vk-host --bench reconcile_10k`
 
 use std::{
-    collections::HashSet,
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -32,22 +31,16 @@ use std::{
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::Pod;
 use provider_mock::{MockConfig, MockProvider};
-use tokio::{
-    runtime::Runtime,
-    sync::{mpsc, watch},
-};
+use tokio::{runtime::Runtime, sync::watch};
 use tokio_util::sync::CancellationToken;
 use vk_host::{
     events::Events,
     metrics::Metrics,
-    pods::{
-        Deps, PodController,
-        cache::{CachedPod, PodCache},
-        queue::Queue,
-    },
-    provider::{Link, Provider, ProviderState, StatusEvent, Supervisor},
+    pods::{Deps, PodController},
+    provider::{Provider, Supervisor},
     resolve::Resolver,
-    status::{StatusWriter, view::ProviderView},
+    status,
+    store::{Store, cache::CachedPod},
 };
 use vk_provider_sdk::{
     pb,
@@ -192,53 +185,10 @@ fn provider_pod(p: &CachedPod) -> pb::Pod {
     }
 }
 
-/// What `StatusWriter::run` does with provider events, minus the status patches.
-async fn track_view(
-    mut events: mpsc::Receiver<StatusEvent>,
-    mut state: watch::Receiver<ProviderState>,
-    view: ProviderView,
-    pods: Queue,
-    synced: watch::Sender<u64>,
-) {
-    let mut seen = HashSet::new();
-    loop {
-        tokio::select! {
-            changed = state.changed() => {
-                if changed.is_err() { break; }
-                if state.borrow_and_update().link != Link::Connected {
-                    view.set_synced(false);
-                }
-            }
-            event = events.recv() => match event {
-                None => break,
-                Some(StatusEvent::Connected { .. }) => seen.clear(),
-                Some(StatusEvent::Status(s)) => {
-                    seen.insert(s.uid.clone());
-                    view.record(s);
-                }
-                Some(StatusEvent::Removed(r)) => {
-                    view.remove(&r.uid);
-                    pods.add(&r.uid);
-                }
-                Some(StatusEvent::Synced { generation }) => {
-                    for uid in view.uids() {
-                        if !seen.contains(&uid) {
-                            view.remove(&uid);
-                            pods.add(&uid);
-                        }
-                    }
-                    view.set_synced(true);
-                    synced.send_replace(generation);
-                }
-            }
-        }
-    }
-}
-
 /// vk-host minus the API server, driving the provider on `socket`.
 struct Host {
     _rt: Runtime,
-    controller: PodController,
+    store: Store,
     synced: watch::Receiver<u64>,
     api_requests: Arc<AtomicUsize>,
     shutdown: CancellationToken,
@@ -250,30 +200,21 @@ impl Host {
         let rt = runtime("vk-host");
         let api_requests = Arc::new(AtomicUsize::new(0));
         let all: Vec<pb::Pod> = pods.iter().map(provider_pod).collect();
-        let (controller, synced, shutdown) = rt.block_on(async {
+        let store = Store::default();
+        let (synced, shutdown) = rt.block_on(async {
             let client = stub_api(api_requests.clone());
             let metrics = Metrics::new();
             let provider = Provider::new(socket, Duration::from_secs(10), metrics.clone());
             let (supervisor, state, _node, events) = Supervisor::new(provider.clone(), NODE.into());
             let shutdown = CancellationToken::new();
             tokio::spawn(supervisor.run(shutdown.clone()));
-            let cache = PodCache::default();
             for pod in pods {
-                cache.insert(pod);
+                store.pods.insert(pod);
             }
-            let view = ProviderView::default();
             let deps = Deps {
                 client: client.clone(),
                 node_name: NODE.into(),
-                cache: cache.clone(),
-                view: view.clone(),
-                status: StatusWriter::new(
-                    client.clone(),
-                    cache,
-                    view.clone(),
-                    "192.168.0.10".into(),
-                    metrics.clone(),
-                ),
+                store: store.clone(),
                 provider,
                 state: state.clone(),
                 resolver: Resolver::new(client.clone(), NODE.into(), "192.168.0.10".into()),
@@ -283,17 +224,19 @@ impl Host {
             };
             let controller = PodController::new(deps);
             let (synced_tx, synced) = watch::channel(0u64);
-            tokio::spawn(track_view(
+            // vk-host's own tracking of the status stream (its status writes are not run: no
+            // API server).
+            tokio::spawn(status::track(
+                store.clone(),
                 events,
                 state,
-                view,
-                controller.queue(),
                 synced_tx,
+                shutdown.clone(),
             ));
             // The workers of `PodController::run`.
             for _ in 0..WORKERS {
                 let me = controller.clone();
-                let queue = controller.queue();
+                let queue = store.sync_to_provider.clone();
                 tokio::spawn(async move {
                     while let Some(uid) = queue.next().await {
                         me.reconcile(&uid).await;
@@ -309,11 +252,11 @@ impl Host {
                     me.resync().await;
                 }
             });
-            (controller, synced, shutdown)
+            (synced, shutdown)
         });
         Self {
             _rt: rt,
-            controller,
+            store,
             synced,
             api_requests,
             shutdown,
@@ -329,7 +272,7 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        self.controller.queue().close();
+        self.store.sync_to_provider.close();
     }
 }
 
@@ -370,7 +313,7 @@ fn restart(host: &Host, socket: &Path, mock: &mut Option<Mock>, keep: usize) -> 
     let total = start.elapsed();
     // Let the status events of the re-created pods drain before the next kill.
     wait(Duration::from_secs(60), "the queue to drain", || {
-        host.controller.queue().is_empty()
+        host.store.sync_to_provider.is_empty()
     });
     std::thread::sleep(Duration::from_millis(100));
     *mock = Some(fresh);
@@ -393,7 +336,7 @@ fn reconcile_10k(c: &mut Criterion) {
     });
     let start = Instant::now();
     for pod in &host.all {
-        host.controller.queue().add(&pod.uid);
+        host.store.sync_to_provider.add(&pod.uid);
     }
     wait(Duration::from_secs(120), "the initial creation", || {
         mock.as_ref().is_some_and(|m| m.pod_count() == PODS)
@@ -404,7 +347,7 @@ fn reconcile_10k(c: &mut Criterion) {
         PODS as f64 / start.elapsed().as_secs_f64()
     );
     wait(Duration::from_secs(60), "the queue to drain", || {
-        host.controller.queue().is_empty()
+        host.store.sync_to_provider.is_empty()
     });
 
     let mut group = c.benchmark_group("reconcile_10k_after_provider_restart");

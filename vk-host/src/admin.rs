@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     metrics::Metrics,
-    pods::cache::PodCache,
     provider::{Link, ProviderState},
+    store::cache::PodCache,
 };
 
 /// What the readiness check looks at.

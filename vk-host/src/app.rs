@@ -1,28 +1,32 @@
-//! Wiring: builds every part from the configuration and runs them until shutdown. Config is
-//! loaded first, built second, run third; nothing here decides Kubernetes semantics.
+//! Wiring: builds every part from a validated [`Config`] and runs them until shutdown. The
+//! configuration is loaded and checked first ([`Config::load`]), the parts are built second
+//! ([`App::build`]: the Kubernetes clients, the shared [`Store`], the provider client and its
+//! supervisor, the controllers; nothing runs yet), and run third ([`App::run`]). Nothing here
+//! decides Kubernetes semantics.
 
-use tokio::sync::watch;
+use std::net::SocketAddr;
+
+use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     admin,
-    config::{Config, ConfigError},
+    config::Config,
     events::Events,
     kube_client::{self, ClientError},
+    kubelet_api,
     metrics::Metrics,
     node::{NodeConfig, NodeController},
-    pods::{Deps, PodController, cache::PodCache},
-    provider::{Provider, Supervisor},
+    pods::{Deps, PodController},
+    provider::{Provider, ProviderState, StatusEvent, Supervisor},
     resolve::Resolver,
-    status::{StatusWriter, view::ProviderView},
+    status::{self, StatusWriter},
+    store::Store,
 };
 
 /// Why vk-host could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     /// No Kubernetes client.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -30,186 +34,235 @@ pub enum AppError {
     #[error("health and metrics server on {addr}: {source}")]
     Admin {
         /// Address.
-        addr: std::net::SocketAddr,
+        addr: SocketAddr,
         /// Error.
         #[source]
         source: std::io::Error,
     },
 }
 
-/// Runs vk-host until `shutdown` is cancelled. On shutdown the Node and its pods stay.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
-    let taint = if config.disable_taint {
-        None
-    } else {
-        Some(
-            config
-                .taint
-                .as_deref()
-                .map(crate::config::parse_taint)
-                .transpose()?,
+/// Every part of vk-host, built and not yet running.
+pub struct App {
+    config: Config,
+    client: kube::Client,
+    store: Store,
+    metrics: Metrics,
+    provider: Provider,
+    supervisor: Supervisor,
+    state: watch::Receiver<ProviderState>,
+    status_events: tokio::sync::mpsc::Receiver<StatusEvent>,
+    pods: PodController,
+    status: StatusWriter,
+    node: NodeController,
+    node_ready: watch::Receiver<bool>,
+}
+
+impl App {
+    /// Builds the parts. Creates the Kubernetes clients (no request is made yet) and nothing else.
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        let client = kube_client::client(
+            config.kubeconfig.as_deref(),
+            config.kube_api_qps,
+            config.kube_api_burst,
         )
-    };
-    let node_config = NodeConfig {
+        .await?;
+        let event_client = kube_client::client(
+            config.kubeconfig.as_deref(),
+            config.event_qps,
+            config.event_burst,
+        )
+        .await?;
+        let metrics = Metrics::new();
+        let provider = Provider::new(
+            &config.provider_socket,
+            config.provider_timeout,
+            metrics.clone(),
+        );
+        let (supervisor, state, template, status_events) =
+            Supervisor::new(provider.clone(), config.node_name.clone());
+        let store = Store::default();
+        let status = StatusWriter::new(
+            client.clone(),
+            store.clone(),
+            config.node_ip.clone(),
+            metrics.clone(),
+        );
+        let resolver = Resolver::new(
+            client.clone(),
+            config.node_name.clone(),
+            config.node_ip.clone(),
+        )
+        .with_node_template(template.clone());
+        let pods = PodController::new(Deps {
+            client: client.clone(),
+            node_name: config.node_name.clone(),
+            store: store.clone(),
+            provider: provider.clone(),
+            state: state.clone(),
+            resolver,
+            events: Events::start(event_client, &config.node_name),
+            metrics: metrics.clone(),
+            success_events: config.success_events,
+        });
+        let (node, node_ready) = NodeController::new(
+            client.clone(),
+            node_config(&config),
+            state.clone(),
+            template,
+        );
+        Ok(Self {
+            config,
+            client,
+            store,
+            metrics,
+            provider,
+            supervisor,
+            state,
+            status_events,
+            pods,
+            status,
+            node,
+            node_ready,
+        })
+    }
+
+    /// Runs every part until `shutdown` is cancelled. On shutdown the Node and its pods stay.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        let Self {
+            config,
+            client,
+            store,
+            metrics,
+            provider,
+            supervisor,
+            state,
+            status_events,
+            pods,
+            status,
+            node,
+            node_ready,
+        } = self;
+        let health = admin::Health {
+            metrics,
+            provider: state.clone(),
+            node_ready,
+            cache_synced: store.pods.synced(),
+            cache: store.pods.clone(),
+        };
+        let admin_addr = config.admin_address;
+        let admin = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { admin::serve(admin_addr, health, shutdown).await })
+        };
+        tracing::info!(
+            node = %config.node_name,
+            provider_socket = %config.provider_socket.display(),
+            version = env!("CARGO_PKG_VERSION"),
+            "vk-host starting"
+        );
+        let (synced_tx, synced_rx) = watch::channel(0u64);
+        let mut tasks = vec![
+            tokio::spawn(supervisor.run(shutdown.clone())),
+            tokio::spawn(node.run(shutdown.clone())),
+            tokio::spawn(status::track(
+                store.clone(),
+                status_events,
+                state.clone(),
+                synced_tx,
+                shutdown.clone(),
+            )),
+            tokio::spawn(status.run(config.workers, shutdown.clone())),
+            tokio::spawn(pods.run(
+                config.workers,
+                config.resync_period,
+                synced_rx,
+                shutdown.clone(),
+            )),
+        ];
+        tasks.extend(kubelet_api_task(
+            &config, client, provider, state, &store, &shutdown,
+        ));
+        let admin_result = admin.await;
+        for t in tasks {
+            let _ = t.await;
+        }
+        match admin_result {
+            Ok(Err(source)) => Err(AppError::Admin {
+                addr: admin_addr,
+                source,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Builds and runs vk-host until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
+    App::build(config).await?.run(shutdown).await
+}
+
+/// The node's static settings.
+fn node_config(config: &Config) -> NodeConfig {
+    NodeConfig {
         name: config.node_name.clone(),
         ip: config.node_ip.clone(),
         kubelet_port: config.kubelet_port,
-        taint,
-        labels: config.labels()?,
+        taint: (!config.disable_taint).then(|| config.taint.clone()),
+        labels: config.labels(),
         provider_grace: config.provider_grace,
         socket: config.provider_socket.clone(),
         lease_interval: config.lease_renew_interval,
         report_interval: config.node_status_report_interval,
         // The kubelet API serves exec, attach and port-forward over WebSocket too, so a
         // Kubernetes 1.36+ API server can skip translating WebSocket to SPDY.
-        declared_features: if config.tls_cert_file.is_some() {
+        declared_features: if config.tls_files().is_some() {
             vec!["ExtendWebSocketsToKubelet".to_string()]
         } else {
             Vec::new()
         },
-    };
-    let client = kube_client::client(
-        config.kubeconfig.as_deref(),
-        config.kube_api_qps,
-        config.kube_api_burst,
-    )
-    .await?;
-    let metrics = Metrics::new();
-    let provider = Provider::new(
-        &config.provider_socket,
-        config.provider_timeout,
-        metrics.clone(),
-    );
-    let (supervisor, state, template, status_events) =
-        Supervisor::new(provider.clone(), config.node_name.clone());
-    let api_provider = provider.clone();
-    let event_client = kube_client::client(
-        config.kubeconfig.as_deref(),
-        config.event_qps,
-        config.event_burst,
-    )
-    .await?;
-    let events = Events::start(event_client, &config.node_name);
-    let cache = PodCache::default();
-    let view = ProviderView::default();
-    let status = StatusWriter::new(
-        client.clone(),
-        cache.clone(),
-        view.clone(),
-        config.node_ip.clone(),
-        metrics.clone(),
-    );
-    let resolver = Resolver::new(
-        client.clone(),
-        config.node_name.clone(),
-        config.node_ip.clone(),
-    );
-    let pods = PodController::new(Deps {
-        client: client.clone(),
-        node_name: config.node_name.clone(),
-        cache: cache.clone(),
-        view,
-        status: status.clone(),
-        provider,
-        state: state.clone(),
-        resolver,
-        events,
-        metrics: metrics.clone(),
-        success_events: config.success_events,
-    });
-    let (node, node_ready) =
-        NodeController::new(client.clone(), node_config, state.clone(), template);
-    let (synced_tx, synced_rx) = watch::channel(0u64);
+    }
+}
 
-    let listener_health = admin::Health {
-        metrics: metrics.clone(),
-        provider: state.clone(),
-        node_ready,
-        cache_synced: cache.synced(),
-        cache: cache.clone(),
-    };
-    let admin_addr = config.admin_address;
-    let admin_shutdown = shutdown.clone();
-    let admin =
-        tokio::spawn(
-            async move { admin::serve(admin_addr, listener_health, admin_shutdown).await },
-        );
-
-    tracing::info!(
-        node = %config.node_name,
-        provider_socket = %config.provider_socket.display(),
-        version = env!("CARGO_PKG_VERSION"),
-        "vk-host starting"
-    );
-    let mut tasks = Vec::new();
-    match (&config.tls_cert_file, &config.tls_private_key_file) {
-        (Some(cert), Some(key)) => {
-            let mode = config
-                .authorization_mode
-                .parse::<crate::kubelet_api::auth::AuthorizationMode>()
-                .map_err(|e| ConfigError::Invalid(format!("--authorization-mode: {e}")))?;
-            let auth = crate::kubelet_api::auth::AuthConfig::new(config.anonymous_auth, mode);
-            let tls = crate::kubelet_api::server::TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: config.client_ca_file.clone(),
-            };
-            let api_state = crate::kubelet_api::ApiState {
-                node_name: config.node_name.clone(),
-                provider: api_provider,
-                provider_state: state.clone(),
-                cache: cache.clone(),
-                client: client.clone(),
-                stream_idle_timeout: config.stream_idle_timeout,
-            };
-            let addr = std::net::SocketAddr::new(config.address, config.kubelet_port);
-            let api_shutdown = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(error) =
-                    crate::kubelet_api::server::serve(addr, tls, api_state, auth, api_shutdown)
-                        .await
-                {
-                    tracing::error!(%error, %addr, "kubelet API server failed");
-                }
-            }));
-        }
-        (None, None) => tracing::warn!(
+/// The kubelet API server, if a serving certificate is configured.
+fn kubelet_api_task(
+    config: &Config,
+    client: kube::Client,
+    provider: Provider,
+    provider_state: watch::Receiver<ProviderState>,
+    store: &Store,
+    shutdown: &CancellationToken,
+) -> Option<JoinHandle<()>> {
+    let Some((cert, key)) = config.tls_files() else {
+        tracing::warn!(
             "no --tls-cert-file/--tls-private-key-file: the kubelet API (logs, exec, top …) is not served"
-        ),
-        _ => {
-            return Err(ConfigError::Invalid(
-                "--tls-cert-file and --tls-private-key-file go together".into(),
-            )
-            .into());
+        );
+        return None;
+    };
+    let mode = match config.authorization_mode {
+        kube_values::AuthorizationMode::Webhook => kubelet_api::auth::AuthorizationMode::Webhook,
+        kube_values::AuthorizationMode::AlwaysAllow => {
+            kubelet_api::auth::AuthorizationMode::AlwaysAllow
         }
-    }
-    tasks.extend([
-        tokio::spawn(supervisor.run(shutdown.clone())),
-        tokio::spawn(node.run(shutdown.clone())),
-        tokio::spawn(status.run(
-            status_events,
-            state,
-            pods.queue(),
-            synced_tx,
-            config.workers,
-            shutdown.clone(),
-        )),
-        tokio::spawn(pods.run(
-            config.workers,
-            config.resync_period,
-            synced_rx,
-            shutdown.clone(),
-        )),
-    ]);
-    let admin_result = admin.await;
-    for t in tasks {
-        let _ = t.await;
-    }
-    match admin_result {
-        Ok(Err(source)) => Err(AppError::Admin {
-            addr: admin_addr,
-            source,
-        }),
-        _ => Ok(()),
-    }
+    };
+    let auth = kubelet_api::auth::AuthConfig::new(config.anonymous_auth, mode);
+    let tls = kubelet_api::server::TlsFiles {
+        cert,
+        key,
+        client_ca: config.client_ca_file.clone(),
+    };
+    let state = kubelet_api::ApiState {
+        node_name: config.node_name.clone(),
+        provider,
+        provider_state,
+        cache: store.pods.clone(),
+        client,
+        stream_idle_timeout: config.stream_idle_timeout,
+    };
+    let addr = SocketAddr::new(config.address, config.kubelet_port);
+    let shutdown = shutdown.clone();
+    Some(tokio::spawn(async move {
+        if let Err(error) = kubelet_api::server::serve(addr, tls, state, auth, shutdown).await {
+            tracing::error!(%error, %addr, "kubelet API server failed");
+        }
+    }))
 }

@@ -1,9 +1,12 @@
 //! Operator-facing settings: kubelet-like command-line flags, each with an environment variable
-//! and a config-file equivalent. Plain data: nothing here connects, binds or spawns.
+//! and a config-file equivalent, parsed into typed values and validated by [`Config::load`]
+//! before anything connects (a bad setting ends vk-host with a message naming the flag). Plain
+//! data: nothing here connects, binds or spawns.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{Parser, builder::TypedValueParser};
+use kube_values::{AuthorizationMode, LogFormat, TaintEffect, parse_duration};
 
 /// vk-host registers a virtual node in a Kubernetes cluster and runs the pods scheduled to it
 /// through a provider process (a sidecar speaking the vk.provider.v1 gRPC contract on a Unix
@@ -52,8 +55,8 @@ pub struct Config {
     pub provider_timeout: Duration,
 
     /// Node taint as `key=value:Effect`. Default: virtual-kubelet.io/provider=<provider>:NoSchedule.
-    #[arg(long, env = "VK_TAINT", value_name = "TAINT")]
-    pub taint: Option<String>,
+    #[arg(long, env = "VK_TAINT", value_name = "TAINT", value_parser = parse_taint)]
+    pub taint: Option<TaintSpec>,
 
     /// Register the node without the provider taint.
     #[arg(long, env = "VK_DISABLE_TAINT")]
@@ -64,9 +67,10 @@ pub struct Config {
         long = "node-label",
         env = "VK_NODE_LABELS",
         value_delimiter = ',',
-        value_name = "KEY=VALUE"
+        value_name = "KEY=VALUE",
+        value_parser = parse_label
     )]
-    pub node_labels: Vec<String>,
+    pub node_labels: Vec<Label>,
 
     /// IP address published as the node's InternalIP (the API server dials the kubelet port on it).
     #[arg(long, env = "VKUBELET_POD_IP", default_value = "127.0.0.1")]
@@ -97,8 +101,8 @@ pub struct Config {
     pub anonymous_auth: bool,
 
     /// Authorization of kubelet API requests: Webhook (SubjectAccessReview) or AlwaysAllow.
-    #[arg(long, env = "VK_AUTHORIZATION_MODE", default_value = "Webhook", value_parser = ["Webhook", "AlwaysAllow"])]
-    pub authorization_mode: String,
+    #[arg(long, env = "VK_AUTHORIZATION_MODE", default_value = "Webhook", value_parser = clap::builder::PossibleValuesParser::new(AuthorizationMode::VALUES).try_map(|s| s.parse::<AuthorizationMode>()))]
+    pub authorization_mode: AuthorizationMode,
 
     /// Idle timeout of exec, attach and port-forward streams.
     #[arg(long, default_value = "4h", value_parser = parse_duration)]
@@ -153,54 +157,88 @@ pub struct Config {
     pub success_events: bool,
 
     /// Log format: text or json.
-    #[arg(long, env = "VK_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
+    #[arg(long, env = "VK_LOG_FORMAT", default_value = "text", value_parser = clap::builder::PossibleValuesParser::new(LogFormat::VALUES).try_map(|s| s.parse::<LogFormat>()))]
+    pub log_format: LogFormat,
 }
 
 impl Config {
     /// Parses flags, environment and the optional config file.
+    /// Flag errors are clap's (printed with usage; exit code 2); see [`ConfigError`] for the rest.
     pub fn load() -> Result<Self, ConfigError> {
         let first = Self::parse();
-        let Some(file) = first.config.clone() else {
-            return Ok(first);
+        let config = match first.config.clone() {
+            None => first,
+            Some(file) => {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| ConfigError::File(file.clone(), e.to_string()))?;
+                let mut args: Vec<String> = vec!["vk-host".into()];
+                args.extend(file_args(&text).map_err(|e| ConfigError::File(file.clone(), e))?);
+                args.extend(std::env::args().skip(1));
+                Self::try_parse_from(args).map_err(|e| ConfigError::File(file, e.to_string()))?
+            }
         };
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| ConfigError::File(file.clone(), e.to_string()))?;
-        let mut args: Vec<String> = vec!["vk-host".into()];
-        args.extend(file_args(&text).map_err(|e| ConfigError::File(file.clone(), e))?);
-        args.extend(std::env::args().skip(1));
-        Self::try_parse_from(args).map_err(|e| ConfigError::File(file, e.to_string()))
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what no single flag's parser can: settings that go together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.tls_cert_file, &self.tls_private_key_file) {
+            (Some(_), None) | (None, Some(_)) => Err(ConfigError::Invalid(
+                "--tls-cert-file and --tls-private-key-file go together".into(),
+            )),
+            _ if self.client_ca_file.is_some() && self.tls_cert_file.is_none() => {
+                Err(ConfigError::Invalid(
+                    "--client-ca-file needs --tls-cert-file and --tls-private-key-file (the kubelet API is not served without them)".into(),
+                ))
+            }
+            _ if self.workers == 0 => Err(ConfigError::Invalid(
+                "--workers must be at least 1".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The kubelet API's serving certificate and key, if it is served.
+    pub fn tls_files(&self) -> Option<(PathBuf, PathBuf)> {
+        self.tls_cert_file
+            .clone()
+            .zip(self.tls_private_key_file.clone())
     }
 
     /// The node taint, or `None` if disabled.
-    pub fn taint(&self, provider_name: &str) -> Result<Option<TaintSpec>, ConfigError> {
+    pub fn taint(&self, provider_name: &str) -> Option<TaintSpec> {
         if self.disable_taint {
-            return Ok(None);
+            return None;
         }
-        match &self.taint {
-            None => Ok(Some(TaintSpec {
-                key: "virtual-kubelet.io/provider".into(),
-                value: provider_name.into(),
-                effect: "NoSchedule".into(),
-            })),
-            Some(s) => parse_taint(s).map(Some),
-        }
+        Some(self.taint.clone().unwrap_or_else(|| TaintSpec {
+            key: "virtual-kubelet.io/provider".into(),
+            value: provider_name.into(),
+            effect: TaintEffect::NoSchedule,
+        }))
     }
 
     /// Extra labels as pairs.
-    pub fn labels(&self) -> Result<Vec<(String, String)>, ConfigError> {
+    pub fn labels(&self) -> Vec<(String, String)> {
         self.node_labels
             .iter()
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                l.split_once('=')
-                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                    .ok_or_else(|| {
-                        ConfigError::Invalid(format!("--node-label {l:?}: expected key=value"))
-                    })
-            })
+            .filter_map(|l| l.0.clone())
             .collect()
     }
+}
+
+/// A `--node-label` value: `key=value`, or nothing for an empty item of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label(pub Option<(String, String)>);
+
+/// Parses `key=value` (an empty string is an empty item).
+pub fn parse_label(s: &str) -> Result<Label, String> {
+    if s.trim().is_empty() {
+        return Ok(Label(None));
+    }
+    s.split_once('=')
+        .map(|(k, v)| Label(Some((k.trim().to_string(), v.trim().to_string()))))
+        .ok_or_else(|| format!("{s:?}: expected key=value"))
 }
 
 /// A node taint from the configuration.
@@ -211,7 +249,7 @@ pub struct TaintSpec {
     /// Value.
     pub value: String,
     /// Effect.
-    pub effect: String,
+    pub effect: TaintEffect,
 }
 
 /// A bad setting.
@@ -226,23 +264,21 @@ pub enum ConfigError {
 }
 
 /// Parses `key=value:Effect` (value optional).
-pub fn parse_taint(s: &str) -> Result<TaintSpec, ConfigError> {
+pub fn parse_taint(s: &str) -> Result<TaintSpec, String> {
     let (kv, effect) = s
         .rsplit_once(':')
-        .ok_or_else(|| ConfigError::Invalid(format!("--taint {s:?}: expected key=value:Effect")))?;
-    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-        return Err(ConfigError::Invalid(format!(
-            "--taint {s:?}: effect must be NoSchedule, PreferNoSchedule or NoExecute"
-        )));
-    }
+        .ok_or_else(|| format!("{s:?}: expected key=value:Effect"))?;
+    let effect: TaintEffect = effect
+        .parse()
+        .map_err(|_| format!("{s:?}: effect must be NoSchedule, PreferNoSchedule or NoExecute"))?;
     let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
     if key.is_empty() {
-        return Err(ConfigError::Invalid(format!("--taint {s:?}: empty key")));
+        return Err(format!("{s:?}: empty key"));
     }
     Ok(TaintSpec {
         key: key.into(),
         value: value.into(),
-        effect: effect.into(),
+        effect,
     })
 }
 
@@ -263,25 +299,6 @@ fn file_args(text: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Parses `250ms`, `10s`, `5m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?}")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("invalid duration {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,13 +306,13 @@ mod tests {
     #[test]
     fn default_taint_names_the_provider() {
         let c = Config::try_parse_from(["vk-host"]).unwrap();
-        let t = c.taint("mock").unwrap().unwrap();
+        let t = c.taint("mock").unwrap();
         assert_eq!(
             (t.key.as_str(), t.value.as_str(), t.effect.as_str()),
             ("virtual-kubelet.io/provider", "mock", "NoSchedule")
         );
         let c = Config::try_parse_from(["vk-host", "--disable-taint"]).unwrap();
-        assert!(c.taint("mock").unwrap().is_none());
+        assert!(c.taint("mock").is_none());
     }
 
     #[test]
@@ -317,15 +334,30 @@ mod tests {
     fn labels_parse() {
         let c = Config::try_parse_from(["vk-host", "--node-label", "a=b,c=d"]).unwrap();
         assert_eq!(
-            c.labels().unwrap(),
+            c.labels(),
             vec![("a".into(), "b".into()), ("c".into(), "d".into())]
         );
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("x").is_err());
+    fn bad_values_are_refused_before_anything_runs() {
+        for args in [
+            &["vk-host", "--taint", "a=b:Sometimes"][..],
+            &["vk-host", "--node-label", "nokey"],
+            &["vk-host", "--provider-timeout", "10 parsecs"],
+            &["vk-host", "--authorization-mode", "Maybe"],
+            &["vk-host", "--log-format", "xml"],
+        ] {
+            assert!(Config::try_parse_from(args).is_err(), "{args:?}");
+        }
+        let c = Config::try_parse_from(["vk-host", "--tls-cert-file", "c.pem"]).unwrap();
+        assert!(c.validate().is_err(), "a certificate without its key");
+        let c = Config::try_parse_from(["vk-host", "--workers", "0"]).unwrap();
+        assert!(c.validate().is_err());
+        let c = Config::try_parse_from(["vk-host", "--provider-timeout", "1m30s"]).unwrap();
+        assert_eq!(c.provider_timeout, Duration::from_secs(90));
+        assert_eq!(c.authorization_mode, AuthorizationMode::Webhook);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.validate().is_ok());
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod backoff;
 pub mod config;
 pub mod events;
 pub mod kube_client;
@@ -30,3 +31,4 @@ pub mod pods;
 pub mod provider;
 pub mod resolve;
 pub mod status;
+pub mod store;

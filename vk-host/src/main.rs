@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if config.log_format == "json" {
+    if config.log_format == kube_values::LogFormat::Json {
         tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)

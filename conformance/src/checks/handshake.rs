@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
+use kube_values::Quantity;
+
 use vk_provider_sdk::pb::{self, Capability};
 
 use super::{CheckDef, CheckError, check, ensure};
 use crate::{
     context::Ctx,
-    quantity::{KNOWN_GOARCH, KNOWN_GOOS, parse_quantity},
+    platform::{KNOWN_GOARCH, KNOWN_GOOS},
 };
 
 pub(super) fn checks() -> Vec<CheckDef> {
@@ -103,8 +105,10 @@ pub(crate) fn validate_node(node: &pb::NodeTemplate) -> Result<(), String> {
         let value = node.capacity.get(key).ok_or_else(|| {
             format!("node capacity has no {key:?}; rule: capacity lists cpu, memory and pods")
         })?;
-        let v = parse_quantity(value).map_err(|e| format!("node capacity {key}: {e}"))?;
-        if v < 0.0 {
+        let v = value
+            .parse::<Quantity>()
+            .map_err(|e| format!("node capacity {key}: {e}"))?;
+        if v.is_negative() {
             return Err(format!("node capacity {key} is negative ({value})"));
         }
     }
@@ -113,7 +117,9 @@ pub(crate) fn validate_node(node: &pb::NodeTemplate) -> Result<(), String> {
         (&node.allocatable, "allocatable"),
     ] {
         for (key, value) in map {
-            parse_quantity(value).map_err(|e| format!("node {name} {key}: {e}"))?;
+            value
+                .parse::<Quantity>()
+                .map_err(|e| format!("node {name} {key}: {e}"))?;
         }
     }
     if !node.operating_system.is_empty() && !KNOWN_GOOS.contains(&node.operating_system.as_str()) {

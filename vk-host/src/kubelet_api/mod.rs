@@ -23,8 +23,8 @@ use axum::{
 use tokio::sync::watch;
 
 use crate::{
-    pods::cache::PodCache,
     provider::{Provider, ProviderState},
+    store::cache::PodCache,
 };
 
 /// What every kubelet API handler can use; cheap to clone.

@@ -203,8 +203,8 @@ mod component_tests {
     use crate::{
         kubelet_api::auth::AuthorizationMode,
         metrics::Metrics,
-        pods::cache::{CachedPod, PodCache},
         provider::{Link, Provider, ProviderInfo, ProviderState},
+        store::cache::{CachedPod, PodCache},
     };
 
     const UID: &str = "uid-1";

@@ -80,7 +80,7 @@ pub fn node(p: &NodeParams, template: &pb::NodeTemplate, status: NodeStatus) -> 
         taints.push(Taint {
             key: t.key.clone(),
             value: Some(t.value.clone()),
-            effect: t.effect.clone(),
+            effect: t.effect.to_string(),
             time_added: None,
         });
     }
@@ -323,7 +323,7 @@ mod tests {
             taint: Some(TaintSpec {
                 key: "virtual-kubelet.io/provider".into(),
                 value: "mock".into(),
-                effect: "NoSchedule".into(),
+                effect: kube_values::TaintEffect::NoSchedule,
             }),
             labels: vec![("team".into(), "a".into())],
             provider_name: "mock".into(),

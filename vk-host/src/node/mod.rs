@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use vk_provider_sdk::pb;
 
 use crate::{
+    backoff::{Attempts, Backoff},
     config::TaintSpec,
     provider::{Link, ProviderState},
 };
@@ -71,6 +72,30 @@ pub enum NodeError {
     },
 }
 
+/// Where the node loop is.
+enum Registration {
+    /// The Node must be created (first start, or someone deleted it).
+    Unregistered,
+    /// The Node exists; `last` is the status last written or confirmed, `written` when it was
+    /// last written.
+    Registered {
+        /// The status last computed (boxed: a NodeStatus is large).
+        last: Box<k8s_openapi::api::core::v1::NodeStatus>,
+        /// When the status was last written.
+        written: Instant,
+    },
+}
+
+/// What the node loop does after a step.
+enum Next {
+    /// Step again at once (the Node must be registered again).
+    Now,
+    /// A write failed: step again after this back-off.
+    Retry(Duration),
+    /// Up to date: wait for a change, or at most this long.
+    Idle(Duration),
+}
+
 /// The node controller.
 pub struct NodeController {
     client: Client,
@@ -111,7 +136,7 @@ impl NodeController {
             Some(None) => Some(TaintSpec {
                 key: "virtual-kubelet.io/provider".into(),
                 value: provider_name.into(),
-                effect: "NoSchedule".into(),
+                effect: kube_values::TaintEffect::NoSchedule,
             }),
         };
         NodeParams {
@@ -155,91 +180,114 @@ impl NodeController {
             shutdown.clone(),
         ));
 
-        let mut registered = false;
-        let mut last: Option<k8s_openapi::api::core::v1::NodeStatus> = None;
-        let mut last_write = Instant::now();
-        let mut backoff = Duration::from_millis(500);
+        let mut registration = Registration::Unregistered;
+        let mut backoff = Backoff::NODE.attempts();
         loop {
-            let state = self.state.borrow_and_update().clone();
-            let info = state.info.clone().unwrap_or_else(|| info.clone());
-            let template = self
-                .template
-                .borrow_and_update()
-                .clone()
-                .unwrap_or_else(|| info.node.clone());
-            let params = self.params(&info.name, &info.version);
-            let socket = self.config.socket.display().to_string();
-            let ready = build::ready(
-                &state.link,
-                &info.name,
-                &socket,
-                self.config.provider_grace,
-                Instant::now(),
-            );
-            let existing = last
-                .as_ref()
-                .and_then(|s| s.conditions.clone())
-                .unwrap_or_default();
-            let status = build::status(&params, &template, ready, &existing, Timestamp::now());
+            let (next_registration, next) =
+                self.step(&api, registration, &info, &mut backoff).await;
+            registration = next_registration;
+            match next {
+                Next::Now => {}
+                Next::Retry(delay) => tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                },
+                // Sleep until something changes, a heartbeat is due, or the provider's grace ends.
+                Next::Idle(wake) => tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wake) => {}
+                    _ = self.state.changed() => {}
+                    _ = self.template.changed() => {}
+                    _ = deleted.notified() => registration = Registration::Unregistered,
+                },
+            }
+        }
+    }
 
-            let due = build::status_changed(last.as_ref(), &status)
-                || last_write.elapsed() >= self.config.report_interval;
-            let result = if !registered {
-                self.register(&api, &params, &template, status.clone())
-                    .await
-                    .map(|uid| {
-                        registered = true;
-                        self.uid.send_replace(Some(uid));
-                    })
-            } else if due {
-                self.patch_status(&api, &status).await
-            } else {
-                Ok(())
-            };
-            match result {
-                Ok(()) => {
-                    if due {
-                        last_write = Instant::now();
-                    }
-                    last = Some(status);
-                    backoff = Duration::from_millis(500);
-                    self.ready.send_replace(true);
-                }
-                Err(NodeError::Api {
-                    source: kube::Error::Api(e),
-                    ..
-                }) if e.code == 404 => {
-                    tracing::warn!(node = %self.config.name, "node object is gone; registering it again");
-                    registered = false;
-                    continue;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, retry_in = ?backoff, "node update failed");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    continue;
-                }
-            }
-            // Sleep until something changes, a heartbeat is due, or the provider's grace ends.
-            let mut wake = self
-                .config
-                .report_interval
-                .saturating_sub(last_write.elapsed());
-            if let Link::Down { since, .. } = &state.link {
-                let grace_end = self.config.provider_grace.saturating_sub(since.elapsed());
-                if !grace_end.is_zero() {
-                    wake = wake.min(grace_end + Duration::from_millis(50));
+    /// One turn of the node loop: computes the node's status from the provider's state and
+    /// template, registers the Node or writes its status if due, and says what to do next.
+    async fn step(
+        &mut self,
+        api: &Api<Node>,
+        registration: Registration,
+        first_info: &std::sync::Arc<crate::provider::ProviderInfo>,
+        backoff: &mut Attempts,
+    ) -> (Registration, Next) {
+        let state = self.state.borrow_and_update().clone();
+        let info = state.info.clone().unwrap_or_else(|| first_info.clone());
+        let template = self
+            .template
+            .borrow_and_update()
+            .clone()
+            .unwrap_or_else(|| info.node.clone());
+        let params = self.params(&info.name, &info.version);
+        let socket = self.config.socket.display().to_string();
+        let ready = build::ready(
+            &state.link,
+            &info.name,
+            &socket,
+            self.config.provider_grace,
+            Instant::now(),
+        );
+        let last = match &registration {
+            Registration::Registered { last, .. } => Some(last),
+            Registration::Unregistered => None,
+        };
+        let existing = last.and_then(|s| s.conditions.clone()).unwrap_or_default();
+        let status = build::status(&params, &template, ready, &existing, Timestamp::now());
+        let result = match &registration {
+            Registration::Unregistered => self
+                .register(api, &params, &template, status.clone())
+                .await
+                .map(|uid| {
+                    self.uid.send_replace(Some(uid));
+                    Instant::now()
+                }),
+            Registration::Registered { last, written } => {
+                let due = build::status_changed(Some(last), &status)
+                    || written.elapsed() >= self.config.report_interval;
+                if due {
+                    self.patch_status(api, &status)
+                        .await
+                        .map(|()| Instant::now())
+                } else {
+                    Ok(*written)
                 }
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wake) => {}
-                _ = self.state.changed() => {}
-                _ = self.template.changed() => {}
-                _ = deleted.notified() => { registered = false; }
+        };
+        match result {
+            Ok(written) => {
+                backoff.succeeded();
+                self.ready.send_replace(true);
+                let mut wake = self
+                    .config
+                    .report_interval
+                    .saturating_sub(written.elapsed());
+                if let Link::Down { since, .. } = &state.link {
+                    let grace_end = self.config.provider_grace.saturating_sub(since.elapsed());
+                    if !grace_end.is_zero() {
+                        wake = wake.min(grace_end + Duration::from_millis(50));
+                    }
+                }
+                (
+                    Registration::Registered {
+                        last: Box::new(status),
+                        written,
+                    },
+                    Next::Idle(wake),
+                )
+            }
+            Err(NodeError::Api {
+                source: kube::Error::Api(e),
+                ..
+            }) if e.code == 404 => {
+                tracing::warn!(node = %self.config.name, "node object is gone; registering it again");
+                (Registration::Unregistered, Next::Now)
+            }
+            Err(error) => {
+                let delay = backoff.failed();
+                tracing::warn!(%error, retry_in = ?delay, "node update failed");
+                (registration, Next::Retry(delay))
             }
         }
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
 
-use crate::status::view::Known;
+use crate::store::view::Known;
 
 /// What vk-host last did with a pod at the provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,7 +89,10 @@ pub fn decide(i: &Inputs<'_>) -> Action {
         };
     }
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    if matches!(phase, Some("Succeeded") | Some("Failed")) {
+    if phase
+        .and_then(|p| p.parse::<kube_values::PodPhase>().ok())
+        .is_some_and(kube_values::PodPhase::is_terminal)
+    {
         return Action::Nothing;
     }
     match i.sent {

@@ -6,9 +6,7 @@
 //! after every (re)connection and on a long timer: pods the provider lost are re-created, pods it
 //! has that Kubernetes no longer has are deleted.
 
-pub mod cache;
 pub mod decide;
-pub mod queue;
 
 use std::{
     collections::HashMap,
@@ -16,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::{
     Api, Client,
     api::{DeleteParams, Preconditions},
@@ -30,11 +28,13 @@ use crate::{
     metrics::Metrics,
     provider::{Provider, ProviderError, ProviderState},
     resolve::{ResolveError, Resolver},
-    status::{StatusWriter, convert, view::ProviderView},
+    store::{
+        Store,
+        cache::CachedPod,
+        failures::{Failure, Scope},
+    },
 };
-use cache::{CachedPod, PodCache};
 use decide::{Action, Inputs, Sent, decide, spec_hash};
-use queue::Queue;
 
 /// Everything the pod controller needs.
 pub struct Deps {
@@ -42,12 +42,8 @@ pub struct Deps {
     pub client: Client,
     /// This node's name.
     pub node_name: String,
-    /// Pod cache (shared with the status writer).
-    pub cache: PodCache,
-    /// Provider view (shared with the status writer).
-    pub view: ProviderView,
-    /// Status writer.
-    pub status: StatusWriter,
+    /// The state shared with the status writer.
+    pub store: Store,
     /// The provider.
     pub provider: Provider,
     /// Provider connection state.
@@ -66,7 +62,6 @@ pub struct Deps {
 #[derive(Clone)]
 pub struct PodController {
     deps: Arc<Deps>,
-    queue: Queue,
     sent: Arc<Mutex<HashMap<String, Sent>>>,
 }
 
@@ -75,14 +70,8 @@ impl PodController {
     pub fn new(deps: Deps) -> Self {
         Self {
             deps: Arc::new(deps),
-            queue: Queue::default(),
             sent: Arc::default(),
         }
-    }
-
-    /// The work queue (the status writer queues pods whose deletion can finish).
-    pub fn queue(&self) -> Queue {
-        self.queue.clone()
     }
 
     fn sent(&self) -> MutexGuard<'_, HashMap<String, Sent>> {
@@ -100,8 +89,8 @@ impl PodController {
         mut synced: watch::Receiver<u64>,
         shutdown: CancellationToken,
     ) {
-        let queue = self.queue.clone();
-        let cache = self.deps.cache.clone();
+        let queue = self.queue().clone();
+        let cache = self.deps.store.pods.clone();
         tokio::spawn(cache.clone().run(
             self.deps.client.clone(),
             self.deps.node_name.clone(),
@@ -113,10 +102,11 @@ impl PodController {
         for _ in 0..workers.max(1) {
             let me = self.clone();
             tokio::spawn(async move {
-                while let Some(uid) = me.queue.next().await {
-                    me.deps.metrics.queue_depth.set(me.queue.len() as i64);
+                let queue = me.queue();
+                while let Some(uid) = queue.next().await {
+                    me.deps.metrics.queue_depth.set(queue.len() as i64);
                     me.reconcile(&uid).await;
-                    me.queue.done(&uid);
+                    queue.done(&uid);
                 }
             });
         }
@@ -132,7 +122,25 @@ impl PodController {
                 }
             }
         }
-        self.queue.close();
+        self.queue().close();
+    }
+
+    /// The controller's work queue (in the store).
+    fn queue(&self) -> &crate::store::queue::Queue {
+        &self.deps.store.sync_to_provider
+    }
+
+    /// Records why a pod does not run; the status writer renders it.
+    fn record_failure(&self, uid: &str, reason: &'static str, message: &str, scope: Scope) {
+        self.deps.store.failures.record(
+            uid,
+            Failure {
+                reason,
+                message: message.to_string(),
+                scope,
+            },
+        );
+        self.deps.store.status_from_provider.add(uid);
     }
 
     /// Compares Kubernetes with the provider's ListPods and queues every difference.
@@ -147,30 +155,30 @@ impl PodController {
         let provider: std::collections::HashSet<String> =
             listed.iter().map(|p| p.uid.clone()).collect();
         let (mut recreate, mut orphans) = (0, 0);
-        for pod in self.deps.cache.all() {
+        for pod in self.deps.store.pods.all() {
             let uid = pod.uid();
-            let active = !pod.deleting() && !convert::is_terminal(pod.phase());
+            let active = !pod.deleting() && !is_terminal(pod.phase());
             if active && !provider.contains(uid) {
                 // Lost by the provider (e.g. it restarted without state): create again.
-                self.deps.view.remove(uid);
+                self.deps.store.view.remove(uid);
                 let mut sent = self.sent();
                 if sent.get(uid).is_some_and(|s| !s.refused) {
                     sent.remove(uid);
                     recreate += 1;
                 }
                 drop(sent);
-                self.queue.add(uid);
+                self.queue().add(uid);
             }
         }
         for status in &listed {
-            if self.deps.cache.get(&status.uid).is_none() {
+            if self.deps.store.pods.get(&status.uid).is_none() {
                 orphans += 1;
-                self.queue.add(&status.uid);
+                self.queue().add(&status.uid);
             }
         }
         tracing::info!(
             provider_pods = listed.len(),
-            kubernetes_pods = self.deps.cache.len(),
+            kubernetes_pods = self.deps.store.pods.len(),
             recreate,
             orphans,
             "resync"
@@ -181,7 +189,7 @@ impl PodController {
     /// benchmarks, which drive the workers themselves (no API server to watch).
     pub async fn reconcile(&self, uid: &str) {
         let start = Instant::now();
-        let cached = self.deps.cache.get(uid);
+        let cached = self.deps.store.pods.get(uid);
         let typed = cached.as_ref().map(|c| c.pod());
         let pod = typed.as_ref();
         let sent = self.sent().get(uid).copied();
@@ -190,7 +198,7 @@ impl PodController {
         let inputs = Inputs {
             pod,
             sent: sent.as_ref(),
-            provider: self.deps.view.known(uid),
+            provider: self.deps.store.view.known(uid),
             hash,
             can_update: info
                 .as_ref()
@@ -207,7 +215,7 @@ impl PodController {
         }
         match action {
             Action::Nothing => {}
-            Action::Wait(d) => self.queue.add_after(uid, d),
+            Action::Wait(d) => self.queue().add_after(uid, d),
             Action::Adopt => {
                 self.sent().insert(
                     uid.to_string(),
@@ -289,10 +297,11 @@ impl PodController {
         };
         match result {
             Ok(()) => {
-                self.queue.forget(&uid);
+                self.queue().forget(&uid);
+                self.deps.store.failures.clear(&uid);
                 // Service-account tokens expire: re-resolve and update before they do.
                 let refresh_at = resolved_refresh.map(|after| {
-                    self.queue.add_after(&uid, after);
+                    self.queue().add_after(&uid, after);
                     Instant::now() + after
                 });
                 self.sent().insert(
@@ -331,12 +340,11 @@ impl PodController {
                             ..Sent::default()
                         },
                     );
-                    self.write_failure(pod, reason::PROVIDER_FAILED, &message, true)
-                        .await;
+                    self.record_failure(&uid, reason::PROVIDER_FAILED, &message, Scope::Pod);
                 }
             }
             Err(error) => {
-                let delay = self.queue.retry(&uid);
+                let delay = self.queue().retry(&uid);
                 tracing::warn!(pod = %cached.key(), %error, retry_in = ?delay, "provider call failed");
                 self.deps
                     .events
@@ -351,11 +359,15 @@ impl PodController {
             .events
             .warning(reference(pod), error.reason(), "Resolve", message.clone());
         if error.is_retryable() {
-            let delay = self.queue.retry(cached.uid());
+            let delay = self.queue().retry(cached.uid());
             tracing::info!(pod = %cached.key(), reason = error.reason(), %message, retry_in = ?delay, "cannot resolve pod yet");
             if matches!(error, ResolveError::Missing { .. }) {
-                self.write_failure(pod, reason::CREATE_CONTAINER_CONFIG_ERROR, &message, false)
-                    .await;
+                self.record_failure(
+                    cached.uid(),
+                    reason::CREATE_CONTAINER_CONFIG_ERROR,
+                    &message,
+                    Scope::Containers,
+                );
             }
         } else {
             tracing::info!(pod = %cached.key(), %message, "pod cannot be run");
@@ -367,56 +379,7 @@ impl PodController {
                     ..Sent::default()
                 },
             );
-            self.write_failure(pod, reason::PROVIDER_FAILED, &message, true)
-                .await;
-        }
-    }
-
-    /// Writes a status that tells the user why the pod does not run. `pod_level`: a pod-level
-    /// `ProviderFailed` (phase Failed with restartPolicy Never, else Pending); otherwise every
-    /// container waits with `reason`.
-    async fn write_failure(&self, pod: &Pod, why: &str, message: &str, pod_level: bool) {
-        let Some(spec) = pod.spec.as_ref() else {
-            return;
-        };
-        let waiting = |name: &str| pb::ContainerStatus {
-            name: name.to_string(),
-            state: Some(pb::ContainerState {
-                state: Some(pb::container_state::State::Waiting(
-                    pb::ContainerStateWaiting {
-                        reason: why.to_string(),
-                        message: message.to_string(),
-                    },
-                )),
-            }),
-            ..Default::default()
-        };
-        let never = spec.restart_policy.as_deref() == Some("Never");
-        let facts = pb::PodStatus {
-            phase: if pod_level && never {
-                pb::PodPhase::Failed
-            } else {
-                pb::PodPhase::Pending
-            } as i32,
-            reason: if pod_level {
-                why.to_string()
-            } else {
-                String::new()
-            },
-            message: if pod_level {
-                message.to_string()
-            } else {
-                String::new()
-            },
-            containers: spec.containers.iter().map(|c| waiting(&c.name)).collect(),
-            ..Default::default()
-        };
-        let now = k8s_openapi::jiff::Timestamp::now();
-        let Some(status): Option<PodStatus> = convert::pod_status(pod, &facts, "", now) else {
-            return;
-        };
-        if let Err(error) = self.deps.status.write_status(pod, status).await {
-            tracing::warn!(pod = ?pod.metadata.name, %error, "could not write failure status");
+            self.record_failure(cached.uid(), reason::PROVIDER_FAILED, &message, Scope::Pod);
         }
     }
 
@@ -430,7 +393,7 @@ impl PodController {
         };
         match self.deps.provider.delete_pod(req).await {
             Ok(()) => {
-                self.queue.forget(&uid);
+                self.queue().forget(&uid);
                 self.sent().entry(uid.clone()).or_default().delete_requested = true;
                 if self.deps.success_events {
                     self.deps.events.normal(
@@ -442,10 +405,10 @@ impl PodController {
                 }
                 // Decide again: wait for the provider to report the pod stopped, or the grace
                 // period to run out.
-                self.queue.add(&uid);
+                self.queue().add(&uid);
             }
             Err(error) => {
-                let delay = self.queue.retry(&uid);
+                let delay = self.queue().retry(&uid);
                 tracing::warn!(pod = %cached.key(), %error, retry_in = ?delay, "DeletePod failed");
                 self.deps.events.warning(
                     reference(pod),
@@ -476,7 +439,7 @@ impl PodController {
             Ok(_) => tracing::debug!(pod = %cached.key(), "pod removed"),
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
             Err(error) => {
-                let delay = self.queue.retry(cached.uid());
+                let delay = self.queue().retry(cached.uid());
                 tracing::warn!(pod = %cached.key(), %error, retry_in = ?delay, "removing pod failed");
             }
         }
@@ -492,15 +455,23 @@ impl PodController {
         match self.deps.provider.delete_pod(req).await {
             Ok(()) => {
                 self.sent().remove(uid);
-                self.queue.forget(uid);
-                self.deps.status.forget(uid);
+                self.queue().forget(uid);
+                // The status writer forgets what it wrote for a pod gone from the cache.
+                self.deps.store.status_from_provider.add(uid);
             }
             Err(error) => {
-                let delay = self.queue.retry(uid);
+                let delay = self.queue().retry(uid);
                 tracing::warn!(%uid, %error, retry_in = ?delay, "DeletePod of a pod gone from Kubernetes failed");
             }
         }
     }
+}
+
+/// Whether a pod phase is terminal (`Succeeded`, `Failed`).
+fn is_terminal(phase: Option<&str>) -> bool {
+    phase
+        .and_then(|p| p.parse::<kube_values::PodPhase>().ok())
+        .is_some_and(kube_values::PodPhase::is_terminal)
 }
 
 fn action_label(a: &Action) -> &'static str {

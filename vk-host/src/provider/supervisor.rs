@@ -3,17 +3,14 @@
 //! channels; on any failure, retry with exponential back-off. Publishes the link state so the
 //! node can report it and the pod controller can resync after a reconnect.
 
-use std::{
-    collections::HashSet,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::HashSet, sync::Arc, time::Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use vk_provider_sdk::{CONTRACT_REVISION, CONTRACT_VERSION, pb};
 
 use super::{Provider, ProviderError};
+use crate::backoff::Backoff;
 
 /// What the provider said about itself in the handshake.
 #[derive(Debug, Clone)]
@@ -127,7 +124,7 @@ impl Supervisor {
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::PROVIDER.attempts();
         loop {
             let outcome = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -135,7 +132,7 @@ impl Supervisor {
             };
             match outcome {
                 Session::Ended(error) => {
-                    backoff.reset();
+                    backoff.succeeded();
                     tracing::warn!(socket = %self.provider.socket().display(), %error, "provider connection lost");
                     self.mark_down(error);
                 }
@@ -151,7 +148,7 @@ impl Supervisor {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff.next()) => {}
+                _ = tokio::time::sleep(backoff.failed()) => {}
             }
         }
     }
@@ -236,6 +233,15 @@ impl Supervisor {
         generation: u64,
     ) -> Session {
         use pb::watch_pod_status_response::Event as E;
+        // The snapshot of this connection follows: the tracker starts counting what it reports.
+        if self
+            .events
+            .send(StatusEvent::Connected { generation })
+            .await
+            .is_err()
+        {
+            return Session::Ended("vk-host is shutting down".into());
+        }
         loop {
             let msg = match stream.message().await {
                 Ok(Some(m)) => m,
@@ -301,27 +307,6 @@ pub fn check_handshake(r: pb::HandshakeResponse) -> Result<ProviderInfo, String>
     })
 }
 
-/// Exponential back-off from 200 ms to 5 s.
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Self {
-            next: Duration::from_millis(200),
-        }
-    }
-    fn reset(&mut self) {
-        self.next = Duration::from_millis(200);
-    }
-    fn next(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(Duration::from_secs(5));
-        d
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,9 +335,9 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_and_caps() {
-        let mut b = Backoff::new();
-        let seq: Vec<_> = (0..7).map(|_| b.next().as_millis()).collect();
+    fn reconnect_backoff_grows_and_caps() {
+        let mut b = Backoff::PROVIDER.attempts();
+        let seq: Vec<_> = (0..7).map(|_| b.failed().as_millis()).collect();
         assert_eq!(seq, vec![200, 400, 800, 1600, 3200, 5000, 5000]);
     }
 }

@@ -9,9 +9,10 @@ use k8s_openapi::api::core::v1::{
     Container, DownwardAPIVolumeFile, ObjectFieldSelector, Pod, PodSpec, ResourceFieldSelector,
 };
 
+use kube_values::{Quantity, ceil_div};
+
 use super::{
     NodeAllocatable, ResolveError,
-    quantity::{Quantity, ceil_div},
     volumes::{File, clean_path, mode_bits},
 };
 
@@ -223,7 +224,7 @@ pub(crate) fn resource_value(
 ) -> Result<String, String> {
     let divisor = match &sel.divisor {
         Some(d) => {
-            let d = Quantity::parse(&d.0)?;
+            let d = Quantity::parse(&d.0).map_err(|e| e.to_string())?;
             if d.is_zero() { Quantity::ONE } else { d }
         }
         None => Quantity::ONE,
@@ -240,7 +241,7 @@ pub(crate) fn resource_value(
         &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
     >| {
         map.and_then(|m| m.get(name))
-            .map(|q| Quantity::parse(&q.0))
+            .map(|q| Quantity::parse(&q.0).map_err(|e| e.to_string()))
             .transpose()
     };
     let amount = match which {
@@ -281,7 +282,7 @@ fn default_limit(
             .and_then(|r| r.limits.as_ref())
             .and_then(|l| l.get(name))
     {
-        let q = Quantity::parse(&q.0)?;
+        let q = Quantity::parse(&q.0).map_err(|e| e.to_string())?;
         if !q.is_zero() {
             return Ok(q);
         }

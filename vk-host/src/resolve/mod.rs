@@ -23,7 +23,6 @@ mod expand;
 mod fetch;
 mod objects;
 mod pull;
-mod quantity;
 mod services;
 mod token;
 mod ttl_cache;
@@ -36,6 +35,7 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use tokio::sync::watch;
 use vk_provider_sdk::pb;
 
 pub(crate) use objects::Objects;
@@ -180,6 +180,27 @@ impl Default for NodeAllocatable {
     }
 }
 
+impl NodeAllocatable {
+    /// `self` with what `template` declares: each resource's allocatable, else its capacity;
+    /// a resource the template omits (or writes unparsably) keeps its value from `self`.
+    pub fn from_template(&self, template: &pb::NodeTemplate) -> Self {
+        let declared = |key: &str, milli: bool| {
+            let value = template
+                .allocatable
+                .get(key)
+                .or_else(|| template.capacity.get(key))?;
+            let q = kube_values::Quantity::parse(value).ok()?;
+            Some(if milli { q.milli_value() } else { q.value() })
+        };
+        Self {
+            cpu_millis: declared("cpu", true).unwrap_or(self.cpu_millis),
+            memory_bytes: declared("memory", false).unwrap_or(self.memory_bytes),
+            ephemeral_storage_bytes: declared("ephemeral-storage", false)
+                .unwrap_or(self.ephemeral_storage_bytes),
+        }
+    }
+}
+
 /// Which `envFrom` keys are accepted as variable names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EnvNameRule {
@@ -241,6 +262,8 @@ pub struct Resolver {
     tokens: Arc<token::TokenCache>,
     /// Until when ServiceAccount reads are skipped (the API answered 403).
     service_account_forbidden_until: Arc<Mutex<Option<Instant>>>,
+    /// The provider's node template, whose allocatable replaces `config.allocatable`.
+    node: Option<watch::Receiver<Option<pb::NodeTemplate>>>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -265,6 +288,32 @@ impl Resolver {
             service_account_cache: Arc::default(),
             tokens: Arc::default(),
             service_account_forbidden_until: Arc::default(),
+            node: None,
+        }
+    }
+
+    /// Follows the provider's node template: its allocatable (or capacity) is the node
+    /// allocatable that `resourceFieldRef`s without limits resolve against, as the kubelet does.
+    pub fn with_node_template(mut self, node: watch::Receiver<Option<pb::NodeTemplate>>) -> Self {
+        self.node = Some(node);
+        self
+    }
+
+    /// The configuration with the node template's allocatable, if there is one.
+    fn current_config(&self) -> std::borrow::Cow<'_, Config> {
+        let allocatable = self.node.as_ref().and_then(|node| {
+            node.borrow()
+                .as_ref()
+                .map(|t| self.config.allocatable.from_template(t))
+        });
+        match allocatable {
+            Some(allocatable) if allocatable != self.config.allocatable => {
+                std::borrow::Cow::Owned(Config {
+                    allocatable,
+                    ..self.config.clone()
+                })
+            }
+            _ => std::borrow::Cow::Borrowed(&self.config),
         }
     }
 
@@ -366,13 +415,14 @@ impl Resolver {
             objects.merge(more);
         }
 
+        let config = self.current_config();
         let ctx = build::PodContext {
             pod,
             namespace,
             objects: &objects,
             host_ip: &self.host_ip,
             node_name: &self.node_name,
-            config: &self.config,
+            config: &config,
         };
         let mut built = build::build(&ctx, pod_json)?;
 

@@ -4,8 +4,14 @@
 //! only when it differs from what Kubernetes has. Pods the provider reports terminated or
 //! removed are handed to the pod controller, which finishes deletions and re-creates lost pods.
 
+//! Observed state: what the provider reports, and what vk-host decided, becomes Kubernetes pod
+//! status. [`track`] records the provider's status stream in the store's view and queues the
+//! pods it changes; the writer's workers take each queued pod (bursts coalesce into one write),
+//! render its status — the provider's facts through [`convert`], or a recorded failure — and
+//! write a strategic-merge patch of `pods/status` only when it differs from what Kubernetes has.
+
 pub mod convert;
-pub mod view;
+pub mod track;
 
 use std::{
     collections::HashMap,
@@ -17,23 +23,23 @@ use kube::{
     Api, Client,
     api::{Patch, PatchParams},
 };
-use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use vk_provider_sdk::pb;
 
 use crate::{
     metrics::Metrics,
-    pods::{cache::PodCache, queue::Queue},
-    provider::{Link, ProviderState, StatusEvent},
+    store::{
+        Store,
+        failures::{Failure, Scope},
+    },
 };
-use view::ProviderView;
+pub use track::track;
 
 /// Writes pod status; cheap to clone.
 #[derive(Clone)]
 pub struct StatusWriter {
     client: Client,
-    cache: PodCache,
-    view: ProviderView,
-    queue: Queue,
+    store: Store,
     host_ip: String,
     metrics: Metrics,
     /// A hash of what we last wrote per pod, with the resourceVersion the cache had then (a
@@ -43,123 +49,72 @@ pub struct StatusWriter {
 
 impl StatusWriter {
     /// Creates the writer.
-    pub fn new(
-        client: Client,
-        cache: PodCache,
-        view: ProviderView,
-        host_ip: String,
-        metrics: Metrics,
-    ) -> Self {
+    pub fn new(client: Client, store: Store, host_ip: String, metrics: Metrics) -> Self {
         Self {
             client,
-            cache,
-            view,
-            queue: Queue::default(),
+            store,
             host_ip,
             metrics,
             last: Arc::default(),
         }
     }
 
-    /// Consumes provider events and writes statuses until `shutdown`. `pods` is the pod
-    /// controller's queue; `synced` receives the generation of each completed snapshot.
-    pub async fn run(
-        self,
-        mut events: mpsc::Receiver<StatusEvent>,
-        mut state: watch::Receiver<ProviderState>,
-        pods: Queue,
-        synced: watch::Sender<u64>,
-        workers: usize,
-        shutdown: CancellationToken,
-    ) {
-        self.cache.wait_synced().await;
+    /// Runs `workers` writers over the store's status queue until `shutdown`.
+    pub async fn run(self, workers: usize, shutdown: CancellationToken) {
+        self.store.pods.wait_synced().await;
+        let queue = self.store.status_from_provider.clone();
         for _ in 0..workers.max(1) {
             let me = self.clone();
             tokio::spawn(async move {
-                while let Some(uid) = me.queue.next().await {
+                while let Some(uid) = me.store.status_from_provider.next().await {
                     me.write(&uid).await;
-                    me.queue.done(&uid);
+                    me.store.status_from_provider.done(&uid);
                 }
             });
         }
-        // Pods reported on the current connection: after its snapshot, everything else is gone.
-        let mut seen = std::collections::HashSet::new();
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                changed = state.changed() => {
-                    if changed.is_err() { break; }
-                    if state.borrow_and_update().link != Link::Connected {
-                        self.view.set_synced(false);
-                    }
-                }
-                event = events.recv() => match event {
-                    None => break,
-                    Some(StatusEvent::Connected { .. }) => seen.clear(),
-                    Some(StatusEvent::Status(s)) => {
-                        let uid = s.uid.clone();
-                        seen.insert(uid.clone());
-                        if self.view.record(s) {
-                            self.queue.add(&uid);
-                            if self.is_deleting(&uid) {
-                                pods.add(&uid);
-                            }
-                        }
-                    }
-                    Some(StatusEvent::Removed(r)) => {
-                        self.view.remove(&r.uid);
-                        self.forget(&r.uid);
-                        pods.add(&r.uid);
-                    }
-                    Some(StatusEvent::Synced { generation }) => {
-                        for uid in self.view.uids() {
-                            if !seen.contains(&uid) {
-                                // The provider forgot it (e.g. restarted without state).
-                                self.view.remove(&uid);
-                                pods.add(&uid);
-                            }
-                        }
-                        self.view.set_synced(true);
-                        synced.send_replace(generation);
-                    }
-                }
-            }
-        }
-        self.queue.close();
-    }
-
-    fn is_deleting(&self, uid: &str) -> bool {
-        self.cache.get(uid).is_some_and(|p| p.deleting())
+        shutdown.cancelled().await;
+        queue.close();
     }
 
     /// Forgets what was written for a pod.
-    pub fn forget(&self, uid: &str) {
+    fn forget(&self, uid: &str) {
         if let Ok(mut last) = self.last.lock() {
             last.remove(uid);
         }
     }
 
-    /// Converts and writes the latest provider status of `uid`, if it changed.
+    /// Renders and writes the status of `uid`, if it changed: its recorded failure, else the
+    /// provider's latest facts. A pod gone from Kubernetes is forgotten.
     async fn write(&self, uid: &str) {
-        let (Some(cached), Some(facts)) = (self.cache.get(uid), self.view.get(uid)) else {
+        let queue = &self.store.status_from_provider;
+        let Some(cached) = self.store.pods.get(uid) else {
+            self.forget(uid);
+            self.store.failures.clear(uid);
             return;
         };
         let now = k8s_openapi::jiff::Timestamp::now();
         let pod = cached.pod();
-        let Some(status) = convert::pod_status(&pod, &facts, &self.host_ip, now) else {
+        let status = if let Some(failure) = self.store.failures.get(uid) {
+            failure_status(&pod, &failure, now)
+        } else if let Some(facts) = self.store.view.get(uid) {
+            convert::pod_status(&pod, &facts, &self.host_ip, now)
+        } else {
+            return;
+        };
+        let Some(status) = status else {
             return;
         };
         if let Err(error) = self.write_status(&pod, status).await {
             tracing::warn!(pod = %cached.key(), %error, "writing pod status failed; retrying");
-            self.queue.retry(uid);
+            queue.retry(uid);
         } else {
-            self.queue.forget(uid);
+            queue.forget(uid);
         }
     }
 
     /// Writes `status` to `pod` unless it is what Kubernetes already has (or what we just wrote
     /// and the cache has not caught up with).
-    pub async fn write_status(&self, pod: &Pod, status: PodStatus) -> Result<(), kube::Error> {
+    async fn write_status(&self, pod: &Pod, status: PodStatus) -> Result<(), kube::Error> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let rv = pod.metadata.resource_version.clone().unwrap_or_default();
         if !convert::changed(pod.status.as_ref(), &status) {
@@ -206,6 +161,49 @@ impl StatusWriter {
             }
         }
     }
+}
+
+/// The status that tells the user why `pod` does not run: for [`Scope::Pod`] a pod-level reason
+/// and message (phase Failed with restartPolicy Never, else Pending); for [`Scope::Containers`]
+/// every container waiting with the reason.
+pub fn failure_status(
+    pod: &Pod,
+    failure: &Failure,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Option<PodStatus> {
+    let spec = pod.spec.as_ref()?;
+    let waiting = |name: &str| pb::ContainerStatus {
+        name: name.to_string(),
+        state: Some(pb::ContainerState {
+            state: Some(pb::container_state::State::Waiting(
+                pb::ContainerStateWaiting {
+                    reason: failure.reason.to_string(),
+                    message: failure.message.clone(),
+                },
+            )),
+        }),
+        ..Default::default()
+    };
+    let pod_level = failure.scope == Scope::Pod;
+    let never = kube_values::RestartPolicy::of(spec.restart_policy.as_deref())
+        == Some(kube_values::RestartPolicy::Never);
+    let (reason, message) = if pod_level {
+        (failure.reason.to_string(), failure.message.clone())
+    } else {
+        (String::new(), String::new())
+    };
+    let facts = pb::PodStatus {
+        phase: if pod_level && never {
+            pb::PodPhase::Failed
+        } else {
+            pb::PodPhase::Pending
+        } as i32,
+        reason,
+        message,
+        containers: spec.containers.iter().map(|c| waiting(&c.name)).collect(),
+        ..Default::default()
+    };
+    convert::pod_status(pod, &facts, "", now)
 }
 
 /// A hash of `status` (of its JSON form: `PodStatus` has no `Hash`).

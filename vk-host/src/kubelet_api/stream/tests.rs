@@ -575,8 +575,8 @@ mod http {
 
     use super::*;
     use crate::kubelet_api::ApiState;
-    use crate::pods::cache::{CachedPod, PodCache};
     use crate::provider::{Link, Provider, ProviderInfo, ProviderState};
+    use crate::store::cache::{CachedPod, PodCache};
 
     async fn server(f: &Fixture, socket: &std::path::Path) -> std::net::SocketAddr {
         let cache = PodCache::default();

@@ -11,6 +11,8 @@ use std::{
 
 use tokio::sync::Notify;
 
+use crate::backoff::Backoff;
+
 #[derive(Default)]
 struct State {
     ready: VecDeque<String>,
@@ -75,7 +77,7 @@ impl Queue {
             *n += 1;
             *n
         };
-        let delay = backoff(n);
+        let delay = Backoff::QUEUE.delay(n);
         self.add_after(key, delay);
         delay
     }
@@ -135,12 +137,6 @@ impl Queue {
     }
 }
 
-/// 500 ms × 2^(n-1), capped at 2 minutes.
-pub fn backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(10);
-    (Duration::from_millis(500) * 2u32.pow(exp)).min(Duration::from_secs(120))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,12 +165,5 @@ mod tests {
         tokio::task::yield_now().await;
         q.close();
         assert_eq!(h.await.unwrap(), None);
-    }
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(1), Duration::from_millis(500));
-        assert_eq!(backoff(3), Duration::from_secs(2));
-        assert_eq!(backoff(30), Duration::from_secs(120));
     }
 }

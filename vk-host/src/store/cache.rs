@@ -32,6 +32,9 @@ pub struct CachedPod {
     deleting: bool,
     phase: Option<Box<str>>,
     created: Option<k8s_openapi::jiff::Timestamp>,
+    /// A hash of everything but the status and the resourceVersion: what the pod controller
+    /// acts on. Equal hashes and phases mean a status-only update.
+    desired: u64,
 }
 
 impl CachedPod {
@@ -52,7 +55,9 @@ impl CachedPod {
 
     fn from_raw(raw: Vec<u8>) -> Result<Self, serde_json::Error> {
         // Checked once here, so that [`CachedPod::pod`] cannot fail later.
-        let pod: Pod = serde_json::from_slice(&raw)?;
+        let mut pod: Pod = serde_json::from_slice(&raw)?;
+        pod.metadata.resource_version = None;
+        let desired = desired_hash(&pod)?;
         let meta = pod.metadata;
         Ok(Self {
             raw: raw.into_boxed_slice(),
@@ -62,7 +67,14 @@ impl CachedPod {
             deleting: meta.deletion_timestamp.is_some(),
             phase: pod.status.and_then(|s| s.phase).map(Into::into),
             created: meta.creation_timestamp.map(|t| t.0),
+            desired,
         })
+    }
+
+    /// Whether `self`, replacing `old`, may need the pod controller: anything but the status
+    /// changed, or the phase did (a terminal phase ends the pod's life at the provider).
+    pub fn wakes_controller(&self, old: Option<&CachedPod>) -> bool {
+        old.is_none_or(|old| old.desired != self.desired || old.phase != self.phase)
     }
 
     /// The typed pod, parsed from [`CachedPod::raw`] (a few microseconds).
@@ -107,6 +119,16 @@ impl CachedPod {
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
+}
+
+/// A hash of `pod`'s metadata and spec (its status and resourceVersion cleared by the caller
+/// or ignored here).
+fn desired_hash(pod: &Pod) -> Result<u64, serde_json::Error> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    serde_json::to_vec(&pod.metadata)?.hash(&mut h);
+    serde_json::to_vec(&pod.spec)?.hash(&mut h);
+    Ok(h.finish())
 }
 
 /// The cache; cheap to clone.
@@ -189,7 +211,8 @@ impl PodCache {
     }
 
     /// Watches this node's pods until `shutdown`, calling `changed(uid)` for every pod added,
-    /// modified or deleted.
+    /// deleted, or modified in more than its status (status-only updates, most of them vk-host's
+    /// own writes, do not wake the pod controller; a phase change does).
     pub async fn run(
         self,
         client: Client,
@@ -221,11 +244,14 @@ impl PodCache {
                     let name = obj.metadata.name.clone();
                     match CachedPod::from_dynamic(obj) {
                         Ok(pod) => {
+                            let wake = pod.wakes_controller(self.get(pod.uid()).as_deref());
                             let uid = self.insert(pod);
                             if let Some(seen) = relisted.as_mut() {
                                 seen.insert(uid.clone());
                             }
-                            changed(&uid);
+                            if wake {
+                                changed(&uid);
+                            }
                         }
                         Err(error) => {
                             tracing::warn!(?name, %error, "cannot decode pod")
@@ -284,5 +310,27 @@ mod tests {
         );
         assert_eq!(cached.uid(), "u1");
         assert_eq!(cached.key(), "ns/p");
+    }
+
+    fn pod(labels: &str, phase: &str, conditions: &str, rv: &str) -> CachedPod {
+        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": { "name": "p", "namespace": "ns", "uid": "u1", "resourceVersion": rv,
+                          "labels": { "app": labels } },
+            "spec": { "containers": [{ "name": "c", "image": "i" }] },
+            "status": { "phase": phase, "conditions": [{ "type": "Ready", "status": conditions }] },
+        }))
+        .expect("object");
+        CachedPod::from_dynamic(obj).expect("cached")
+    }
+
+    #[test]
+    fn status_only_updates_do_not_wake_the_controller_but_phase_and_spec_changes_do() {
+        let old = pod("a", "Running", "False", "1");
+        assert!(old.wakes_controller(None), "a new pod");
+        assert!(!pod("a", "Running", "True", "2").wakes_controller(Some(&old)));
+        assert!(pod("a", "Failed", "False", "2").wakes_controller(Some(&old)));
+        assert!(pod("b", "Running", "False", "2").wakes_controller(Some(&old)));
     }
 }
