@@ -211,6 +211,7 @@ impl Host {
             for pod in pods {
                 store.pods.insert(pod);
             }
+            store.pods.mark_synced();
             let deps = Deps {
                 client: client.clone(),
                 node_name: NODE.into(),

@@ -6,16 +6,20 @@
 //! turns the provider's status stream into Kubernetes pod status, keeps the node's Lease and
 //! conditions fresh, and serves health and metrics. Providers never talk to Kubernetes.
 //!
-//! Module map:
-//! - [`config`]: flags, environment and config file (plain data).
-//! - [`app`]: builds the parts and runs them.
+//! Module map (dependencies point down the list's layers; `pods` and `status` meet only in
+//! `store`):
+//! - [`config`]: flags, environment and config file, parsed into typed values and validated.
+//! - [`app`]: builds the parts from the config, then runs them.
 //! - [`kube_client`]: the Kubernetes client with QPS/burst limits.
 //! - [`provider`]: the gRPC client of the provider contract and its connection supervisor.
+//! - [`store`]: state shared by `pods` and `status` (pod cache, provider view, failures, queues).
 //! - [`node`]: Node registration, status, Lease.
-//! - [`pods`]: the pod controller (cache, queue, decisions, provider calls, deletion).
-//! - [`status`]: provider status stream → Kubernetes pod status.
+//! - [`pods`]: desired state: the pod controller (decisions, provider calls, deletion, resync).
+//! - [`status`]: observed state: provider status stream and recorded failures → pod status.
 //! - [`resolve`]: env, volume files, tokens and pull credentials a pod needs.
+//! - [`kubelet_api`]: the kubelet HTTPS API (logs, exec, attach, port-forward, stats).
 //! - [`events`]: event reasons and the non-blocking recorder.
+//! - [`backoff`]: the one retry back-off policy.
 //! - [`metrics`], [`admin`]: Prometheus metrics and the health server.
 
 pub mod admin;

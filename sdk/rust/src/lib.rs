@@ -6,6 +6,7 @@
 //!   permissions and graceful shutdown on SIGTERM/SIGINT.
 //! - [`client`]: dial a provider's Unix socket (used by vk-host and the conformance suite).
 //! - [`time`]: conversions between `SystemTime` and protobuf timestamps.
+//! - [`logging`]: the tracing set-up every vk process shares (text or JSON, `RUST_LOG`).
 //!
 //! A minimal provider implements [`pb::provider_service_server::ProviderService`] and calls
 //! [`serve::serve`]:
@@ -17,6 +18,7 @@
 //! ```
 
 pub mod client;
+pub mod logging;
 pub mod serve;
 pub mod time;
 

@@ -579,4 +579,31 @@ mod tests {
         }
         assert_eq!(service_account_name(&pod), "sa");
     }
+
+    #[test]
+    fn node_allocatable_follows_the_provider_template() {
+        let template = pb::NodeTemplate {
+            capacity: [("cpu", "8"), ("memory", "32Gi"), ("pods", "110")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            allocatable: [("cpu", "7500m")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let fallback = NodeAllocatable::default();
+        let a = fallback.from_template(&template);
+        assert_eq!(a.cpu_millis, 7500, "allocatable wins over capacity");
+        assert_eq!(
+            a.memory_bytes,
+            32 << 30,
+            "capacity when allocatable omits it"
+        );
+        assert_eq!(
+            a.ephemeral_storage_bytes, fallback.ephemeral_storage_bytes,
+            "what the template omits keeps the fallback"
+        );
+    }
 }

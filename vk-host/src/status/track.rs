@@ -22,6 +22,8 @@ pub async fn track(
     synced: watch::Sender<u64>,
     shutdown: CancellationToken,
 ) {
+    // Until the pod cache has its first list, "is this pod being deleted?" has no answer.
+    store.pods.wait_synced().await;
     let mut tracker = Tracker {
         store,
         seen: HashSet::new(),

@@ -204,6 +204,12 @@ impl PodCache {
         self.synced.clone()
     }
 
+    /// Marks the first full list as loaded: the watch does this; benchmarks that fill the cache
+    /// themselves (no API server) call it.
+    pub fn mark_synced(&self) {
+        self.synced_tx.send_replace(true);
+    }
+
     /// Completes once the first full list has been loaded.
     pub async fn wait_synced(&self) {
         let mut rx = self.synced.clone();
@@ -276,7 +282,7 @@ impl PodCache {
                             changed(&uid);
                         }
                     }
-                    self.synced_tx.send_replace(true);
+                    self.mark_synced();
                 }
             }
         }

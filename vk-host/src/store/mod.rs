@@ -1,5 +1,5 @@
-//! The state that the pod controller ([`crate::pods`]) and the status writer
-//! ([`crate::status`]) share, owned by neither: the node's pods as Kubernetes has them
+//! The state that the pod controller (`pods`) and the status writer (`status`) share, owned by
+//! neither: the node's pods as Kubernetes has them
 //! ([`cache`]), what the provider last reported about each ([`view`]), why vk-host refused a pod
 //! ([`failures`]), and the two work queues ([`queue`]) named for the direction of data flow.
 //! `pods` and `status` never call each other; they meet here.
