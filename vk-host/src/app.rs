@@ -128,24 +128,11 @@ impl App {
 
     /// Runs every part until `shutdown` is cancelled. On shutdown the Node and its pods stay.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
-        let Self {
-            config,
-            client,
-            store,
-            metrics,
-            provider,
-            supervisor,
-            state,
-            status_events,
-            pods,
-            status,
-            node,
-            node_ready,
-        } = self;
+        let (config, store, state) = (self.config, self.store, self.state);
         let health = admin::Health {
-            metrics,
+            metrics: self.metrics,
             provider: state.clone(),
-            node_ready,
+            node_ready: self.node_ready,
             cache_synced: store.pods.synced(),
             cache: store.pods.clone(),
         };
@@ -162,17 +149,17 @@ impl App {
         );
         let (synced_tx, synced_rx) = watch::channel(0u64);
         let mut tasks = vec![
-            tokio::spawn(supervisor.run(shutdown.clone())),
-            tokio::spawn(node.run(shutdown.clone())),
+            tokio::spawn(self.supervisor.run(shutdown.clone())),
+            tokio::spawn(self.node.run(shutdown.clone())),
             tokio::spawn(status::track(
                 store.clone(),
-                status_events,
+                self.status_events,
                 state.clone(),
                 synced_tx,
                 shutdown.clone(),
             )),
-            tokio::spawn(status.run(config.workers, shutdown.clone())),
-            tokio::spawn(pods.run(
+            tokio::spawn(self.status.run(config.workers, shutdown.clone())),
+            tokio::spawn(self.pods.run(
                 config.workers,
                 config.resync_period,
                 synced_rx,
@@ -180,7 +167,12 @@ impl App {
             )),
         ];
         tasks.extend(kubelet_api_task(
-            &config, client, provider, state, &store, &shutdown,
+            &config,
+            self.client,
+            self.provider,
+            state,
+            &store,
+            &shutdown,
         ));
         let admin_result = admin.await;
         for t in tasks {

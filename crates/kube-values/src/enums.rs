@@ -107,6 +107,13 @@ impl PodPhase {
     pub const fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed)
     }
+
+    /// Whether a pod's optional `status.phase` is terminal (absent or unknown: no).
+    pub fn is_terminal_field(phase: Option<&str>) -> bool {
+        phase
+            .and_then(|p| p.parse::<Self>().ok())
+            .is_some_and(Self::is_terminal)
+    }
 }
 
 string_enum! {
@@ -181,5 +188,9 @@ mod tests {
         assert_eq!(RestartPolicy::of(Some("bogus")), None);
         assert!(PodPhase::Failed.is_terminal() && PodPhase::Succeeded.is_terminal());
         assert!(!PodPhase::Running.is_terminal() && !PodPhase::Unknown.is_terminal());
+        assert!(PodPhase::is_terminal_field(Some("Failed")));
+        assert!(
+            !PodPhase::is_terminal_field(Some("Running")) && !PodPhase::is_terminal_field(None)
+        );
     }
 }

@@ -89,10 +89,7 @@ pub fn decide(i: &Inputs<'_>) -> Action {
         };
     }
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    if phase
-        .and_then(|p| p.parse::<kube_values::PodPhase>().ok())
-        .is_some_and(kube_values::PodPhase::is_terminal)
-    {
+    if kube_values::PodPhase::is_terminal_field(phase) {
         return Action::Nothing;
     }
     match i.sent {

@@ -140,7 +140,7 @@ impl PodController {
                 scope,
             },
         );
-        self.deps.store.status_from_provider.add(uid);
+        self.deps.store.status_to_kubernetes.add(uid);
     }
 
     /// Compares Kubernetes with the provider's ListPods and queues every difference.
@@ -157,7 +157,7 @@ impl PodController {
         let (mut recreate, mut orphans) = (0, 0);
         for pod in self.deps.store.pods.all() {
             let uid = pod.uid();
-            let active = !pod.deleting() && !is_terminal(pod.phase());
+            let active = !pod.deleting() && !kube_values::PodPhase::is_terminal_field(pod.phase());
             if active && !provider.contains(uid) {
                 // Lost by the provider (e.g. it restarted without state): create again.
                 self.deps.store.view.remove(uid);
@@ -457,7 +457,7 @@ impl PodController {
                 self.sent().remove(uid);
                 self.queue().forget(uid);
                 // The status writer forgets what it wrote for a pod gone from the cache.
-                self.deps.store.status_from_provider.add(uid);
+                self.deps.store.status_to_kubernetes.add(uid);
             }
             Err(error) => {
                 let delay = self.queue().retry(uid);
@@ -465,13 +465,6 @@ impl PodController {
             }
         }
     }
-}
-
-/// Whether a pod phase is terminal (`Succeeded`, `Failed`).
-fn is_terminal(phase: Option<&str>) -> bool {
-    phase
-        .and_then(|p| p.parse::<kube_values::PodPhase>().ok())
-        .is_some_and(kube_values::PodPhase::is_terminal)
 }
 
 fn action_label(a: &Action) -> &'static str {

@@ -13,17 +13,13 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::Time,
     jiff::Timestamp,
 };
+use kube_values::{PodPhase, RestartPolicy};
 use serde_json::{Value, json};
 use vk_provider_sdk::pb;
 
 /// Converts a protobuf timestamp.
 pub fn time(ts: &prost_types::Timestamp) -> Option<Time> {
     Timestamp::new(ts.seconds, ts.nanos).ok().map(Time)
-}
-
-/// Whether a phase is terminal.
-pub fn is_terminal(phase: Option<&str>) -> bool {
-    matches!(phase, Some("Succeeded") | Some("Failed"))
 }
 
 fn container_state(s: Option<&pb::ContainerState>, default_waiting: &str) -> ContainerState {
@@ -124,7 +120,8 @@ fn container_statuses(
 /// Whether an init container has done its job (exited 0, or is a running sidecar).
 fn init_done(spec: &Container, status: &ContainerStatus) -> bool {
     let state = status.state.as_ref();
-    let sidecar = spec.restart_policy.as_deref() == Some("Always");
+    let sidecar =
+        spec.restart_policy.as_deref().and_then(|p| p.parse().ok()) == Some(RestartPolicy::Always);
     match state {
         Some(s) if s.terminated.as_ref().is_some_and(|t| t.exit_code == 0) => true,
         Some(s) if sidecar && s.running.is_some() => true,
@@ -134,11 +131,11 @@ fn init_done(spec: &Container, status: &ContainerStatus) -> bool {
 
 /// The kubelet's phase rules, over container statuses.
 pub fn derive_phase(
-    restart_policy: &str,
+    restart_policy: RestartPolicy,
     init_specs: &[Container],
     init: &[ContainerStatus],
     app: &[ContainerStatus],
-) -> &'static str {
+) -> PodPhase {
     // An init container that failed for good fails the pod.
     for (spec, st) in init_specs.iter().zip(init) {
         let failed = st
@@ -146,11 +143,11 @@ pub fn derive_phase(
             .as_ref()
             .and_then(|s| s.terminated.as_ref())
             .is_some_and(|t| t.exit_code != 0);
-        if failed && restart_policy == "Never" {
-            return "Failed";
+        if failed && restart_policy == RestartPolicy::Never {
+            return PodPhase::Failed;
         }
         if !init_done(spec, st) {
-            return "Pending";
+            return PodPhase::Pending;
         }
     }
     let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
@@ -174,20 +171,20 @@ pub fn derive_phase(
         }
     }
     if waiting > 0 {
-        return "Pending";
+        return PodPhase::Pending;
     }
     if running > 0 {
-        return "Running";
+        return PodPhase::Running;
     }
     if stopped > 0 {
         return match restart_policy {
-            "Always" => "Running",
-            _ if succeeded == stopped => "Succeeded",
-            "OnFailure" => "Running",
-            _ => "Failed",
+            RestartPolicy::Always => PodPhase::Running,
+            _ if succeeded == stopped => PodPhase::Succeeded,
+            RestartPolicy::OnFailure => PodPhase::Running,
+            RestartPolicy::Never => PodPhase::Failed,
         };
     }
-    "Pending"
+    PodPhase::Pending
 }
 
 fn condition(
@@ -225,11 +222,12 @@ pub fn pod_status(
 ) -> Option<PodStatus> {
     let spec = pod.spec.as_ref()?;
     let existing = pod.status.clone().unwrap_or_default();
-    if is_terminal(existing.phase.as_deref()) {
+    if PodPhase::is_terminal_field(existing.phase.as_deref()) {
         return None;
     }
     let now = Time(now);
-    let restart = spec.restart_policy.as_deref().unwrap_or("Always");
+    // The API server validates the policy; an unknown one is treated as Never (no restarts).
+    let restart = RestartPolicy::of(spec.restart_policy.as_deref()).unwrap_or(RestartPolicy::Never);
     let init_specs = spec.init_containers.clone().unwrap_or_default();
     let init = container_statuses(&init_specs, &facts.init_containers, "PodInitializing");
     let all_init_done = init_specs.iter().zip(&init).all(|(s, st)| init_done(s, st));
@@ -241,13 +239,13 @@ pub fn pod_status(
     let app = container_statuses(&spec.containers, &facts.containers, app_default);
 
     let phase = match pb::PodPhase::try_from(facts.phase).unwrap_or(pb::PodPhase::Unspecified) {
-        pb::PodPhase::Pending => "Pending",
-        pb::PodPhase::Running => "Running",
-        pb::PodPhase::Succeeded => "Succeeded",
-        pb::PodPhase::Failed => "Failed",
+        pb::PodPhase::Pending => PodPhase::Pending,
+        pb::PodPhase::Running => PodPhase::Running,
+        pb::PodPhase::Succeeded => PodPhase::Succeeded,
+        pb::PodPhase::Failed => PodPhase::Failed,
         pb::PodPhase::Unspecified => derive_phase(restart, &init_specs, &init, &app),
     };
-    let completed = is_terminal(Some(phase));
+    let completed = phase.is_terminal();
 
     let existing_conditions = existing.conditions.clone().unwrap_or_default();
     let incomplete: Vec<&str> = init_specs

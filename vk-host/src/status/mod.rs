@@ -62,13 +62,13 @@ impl StatusWriter {
     /// Runs `workers` writers over the store's status queue until `shutdown`.
     pub async fn run(self, workers: usize, shutdown: CancellationToken) {
         self.store.pods.wait_synced().await;
-        let queue = self.store.status_from_provider.clone();
+        let queue = self.store.status_to_kubernetes.clone();
         for _ in 0..workers.max(1) {
             let me = self.clone();
             tokio::spawn(async move {
-                while let Some(uid) = me.store.status_from_provider.next().await {
+                while let Some(uid) = me.store.status_to_kubernetes.next().await {
                     me.write(&uid).await;
-                    me.store.status_from_provider.done(&uid);
+                    me.store.status_to_kubernetes.done(&uid);
                 }
             });
         }
@@ -86,7 +86,7 @@ impl StatusWriter {
     /// Renders and writes the status of `uid`, if it changed: its recorded failure, else the
     /// provider's latest facts. A pod gone from Kubernetes is forgotten.
     async fn write(&self, uid: &str) {
-        let queue = &self.store.status_from_provider;
+        let queue = &self.store.status_to_kubernetes;
         let Some(cached) = self.store.pods.get(uid) else {
             self.forget(uid);
             self.store.failures.clear(uid);

@@ -64,7 +64,7 @@ impl Tracker {
                 self.seen.insert(uid.clone());
                 if store.view.record(s) {
                     store.failures.clear(&uid);
-                    store.status_from_provider.add(&uid);
+                    store.status_to_kubernetes.add(&uid);
                     if store.pods.get(&uid).is_some_and(|p| p.deleting()) {
                         store.sync_to_provider.add(&uid);
                     }
@@ -73,7 +73,7 @@ impl Tracker {
             StatusEvent::Removed(r) => {
                 store.view.remove(&r.uid);
                 // The status writer forgets what it wrote once the pod is gone from the cache.
-                store.status_from_provider.add(&r.uid);
+                store.status_to_kubernetes.add(&r.uid);
                 store.sync_to_provider.add(&r.uid);
             }
             StatusEvent::Synced { generation } => {

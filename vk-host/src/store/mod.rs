@@ -28,5 +28,5 @@ pub struct Store {
     pub sync_to_provider: Queue,
     /// Pods whose status may need writing: the status writer's work (queued by provider events
     /// and by recorded failures).
-    pub status_from_provider: Queue,
+    pub status_to_kubernetes: Queue,
 }
