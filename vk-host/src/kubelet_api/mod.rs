@@ -9,7 +9,6 @@ pub mod logs;
 pub mod pods;
 pub mod resource_metrics;
 pub mod server;
-pub mod spdy;
 pub mod stats;
 pub mod stream;
 

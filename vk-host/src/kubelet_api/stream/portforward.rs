@@ -18,7 +18,7 @@ use vk_provider_sdk::{client::ProviderClient, pb};
 
 use super::remotecommand::{OPEN_TIMEOUT, PodRef, provider_error};
 use super::spdy_exec::Timeouts;
-use crate::kubelet_api::spdy::{IncomingStream, RstStatus, Session, Stream, StreamError};
+use vk_spdy::{IncomingStream, RstStatus, Session, Stream, StreamError};
 
 /// The port-forward subprotocol.
 pub const PROTOCOL: &str = "portforward.k8s.io";

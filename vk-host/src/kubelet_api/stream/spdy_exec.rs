@@ -15,7 +15,7 @@ use super::remotecommand::{
     self, Input, Output, ProcessInput, ProcessSpec, Protocol, ResizeDecoder,
 };
 use super::status::Outcome;
-use crate::kubelet_api::spdy::{
+use vk_spdy::{
     RecvStream, RstStatus, SendStream, Session, SessionConfig, SessionHandle, StreamError,
 };
 

@@ -16,8 +16,8 @@ use vk_provider_sdk::serve::{ServeOptions, serve_with};
 use super::portforward;
 use super::remotecommand::{PodRef, ProcessSpec, Protocol, StreamOptions, Target};
 use super::spdy_exec::{self, Timeouts};
-use crate::kubelet_api::spdy::frame::{Data, Frame, SynStream};
-use crate::kubelet_api::spdy::{HeaderBlock, HeaderCompressor, RstStatus, decode};
+use vk_spdy::frame::{Data, Frame, SynStream};
+use vk_spdy::{HeaderBlock, HeaderCompressor, RstStatus, decode};
 
 const STEP: Duration = Duration::from_secs(10);
 

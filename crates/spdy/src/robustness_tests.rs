@@ -12,7 +12,7 @@ use super::frame::{
     Settings, SynReply, SynStream, WindowUpdate,
 };
 use super::headers::{HeaderBlock, HeaderCompressor, HeaderDecompressor};
-use super::session::{Session, SessionConfig};
+use crate::{Session, SessionConfig};
 
 /// xorshift64*: deterministic, dependency-free pseudo-random numbers.
 struct XorShift(u64);

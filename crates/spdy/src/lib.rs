@@ -32,22 +32,28 @@
 //! other unknown control frames (ignored on receipt, as the spec asks, never sent); stream
 //! priorities (parsed, not used for scheduling).
 
+mod config;
+mod error;
 pub mod flow;
 pub mod frame;
 pub mod headers;
+mod reader;
 pub mod session;
+mod shared;
+mod stream;
+mod writer;
 
 #[cfg(test)]
 mod robustness_tests;
 #[cfg(test)]
 mod session_tests;
 
+pub use config::{FlowControl, SessionConfig};
+pub use error::{SessionError, StreamError};
 pub use flow::{DEFAULT_INITIAL_WINDOW, FlowError, RecvWindow, SendWindow};
 pub use frame::{
     Frame, FrameDecoder, FrameError, FrameKind, GoAway, GoAwayStatus, RstStatus, decode,
 };
 pub use headers::{HeaderBlock, HeaderCompressor, HeaderDecompressor, HeaderError};
-pub use session::{
-    FlowControl, IncomingStream, RecvStream, SendStream, Session, SessionConfig, SessionError,
-    SessionHandle, Stream, StreamError,
-};
+pub use session::{IncomingStream, Session, SessionHandle};
+pub use stream::{RecvStream, SendStream, Stream};

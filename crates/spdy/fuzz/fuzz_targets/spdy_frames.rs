@@ -4,8 +4,8 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use vk_host_fuzz::frame::{Frame, FrameDecoder};
-use vk_host_fuzz::headers::{HeaderBlock, HeaderDecompressor};
+use vk_spdy::frame::{Frame, FrameDecoder};
+use vk_spdy::headers::{HeaderBlock, HeaderDecompressor};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, input)) = data.split_first() else {

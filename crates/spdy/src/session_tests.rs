@@ -14,7 +14,7 @@ use super::frame::{
     decode,
 };
 use super::headers::{HeaderBlock, HeaderCompressor, HeaderDecompressor};
-use super::session::{
+use crate::{
     FlowControl, IncomingStream, Session, SessionConfig, SessionError, Stream, StreamError,
 };
 
