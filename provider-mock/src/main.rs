@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, builder::TypedValueParser};
 use provider_mock::{MockConfig, MockProvider};
-use vk_provider_sdk::serve::{ServeOptions, serve_with};
+use vk_provider_sdk::{
+    logging::LogFormat,
+    serve::{ServeOptions, serve_with},
+};
 
 /// An in-memory vk provider that simulates pods for tests, demos and benchmarks.
 #[derive(Debug, Parser)]
@@ -24,8 +27,8 @@ struct Cli {
     socket_mode: u32,
 
     /// Log format: text or json.
-    #[arg(long, env = "VK_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[arg(long, env = "VK_LOG_FORMAT", default_value = "text", value_parser = clap::builder::PossibleValuesParser::new(LogFormat::VALUES).try_map(|s| s.parse::<LogFormat>()))]
+    log_format: LogFormat,
 
     #[command(flatten)]
     mock: MockConfig,
@@ -38,16 +41,7 @@ fn parse_octal(s: &str) -> Result<u32, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if cli.log_format == "json" {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    vk_provider_sdk::logging::init(cli.log_format);
     let provider = MockProvider::new(cli.mock).context("starting the mock")?;
     let options = ServeOptions {
         socket_mode: cli.socket_mode,
