@@ -230,13 +230,7 @@ fn kubelet_api_task(
         );
         return None;
     };
-    let mode = match config.authorization_mode {
-        kube_values::AuthorizationMode::Webhook => kubelet_api::auth::AuthorizationMode::Webhook,
-        kube_values::AuthorizationMode::AlwaysAllow => {
-            kubelet_api::auth::AuthorizationMode::AlwaysAllow
-        }
-    };
-    let auth = kubelet_api::auth::AuthConfig::new(config.anonymous_auth, mode);
+    let auth = kubelet_api::auth::AuthConfig::new(config.anonymous_auth, config.authorization_mode);
     let tls = kubelet_api::server::TlsFiles {
         cert,
         key,

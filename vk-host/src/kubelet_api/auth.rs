@@ -12,7 +12,6 @@
 use std::{
     collections::{BTreeMap, HashMap},
     hash::Hash,
-    str::FromStr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -39,28 +38,8 @@ pub const ANONYMOUS_USER: &str = "system:anonymous";
 /// The anonymous user's group.
 pub const UNAUTHENTICATED_GROUP: &str = "system:unauthenticated";
 
-/// How requests are authorized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthorizationMode {
-    /// Every authenticated request is allowed.
-    AlwaysAllow,
-    /// A SubjectAccessReview decides (the kubelet's `Webhook` mode).
-    Webhook,
-}
-
-impl FromStr for AuthorizationMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "AlwaysAllow" => Ok(Self::AlwaysAllow),
-            "Webhook" => Ok(Self::Webhook),
-            other => Err(format!(
-                "unknown authorization mode {other:?} (expected Webhook or AlwaysAllow)"
-            )),
-        }
-    }
-}
+/// How requests are authorized (the kubelet's `--authorization-mode`).
+pub use kube_values::AuthorizationMode;
 
 /// Authentication and authorization settings of the kubelet API.
 #[derive(Debug, Clone)]
