@@ -20,7 +20,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use crate::config::parse_duration;
+use kube_values::{bytes, millicores, parse_duration};
 
 /// Prefix of every annotation the mock reads.
 pub const PREFIX: &str = "mock.vk.io/";
@@ -153,11 +153,11 @@ pub fn container_behaviour(
     }
     if let Some((key, v)) = get("cpu") {
         b.cpu_millicores = millicores(v)
-            .ok_or_else(|| err(&key, v, "expected a CPU quantity such as 250m or 0.5"))?;
+            .map_err(|_| err(&key, v, "expected a CPU quantity such as 250m or 0.5"))?;
     }
     if let Some((key, v)) = get("memory") {
-        b.memory_bytes = bytes(v)
-            .ok_or_else(|| err(&key, v, "expected a memory quantity such as 64Mi or 1G"))?;
+        b.memory_bytes =
+            bytes(v).map_err(|_| err(&key, v, "expected a memory quantity such as 64Mi or 1G"))?;
     }
     if let Some((key, v)) = get("log-interval") {
         let d = duration(&key, v)?;
@@ -193,38 +193,6 @@ fn boolean(key: &str, v: &str) -> Result<bool, BehaviourError> {
         "false" | "0" | "no" => Ok(false),
         _ => Err(err(key, v, "expected true or false")),
     }
-}
-
-/// Parses a Kubernetes CPU quantity into millicores (`250m` → 250, `0.5` → 500, `2` → 2000).
-pub fn millicores(v: &str) -> Option<u64> {
-    let v = v.trim();
-    if let Some(m) = v.strip_suffix('m') {
-        return m.parse().ok();
-    }
-    let cores: f64 = v.parse().ok()?;
-    (cores.is_finite() && cores >= 0.0).then(|| (cores * 1000.0).round() as u64)
-}
-
-/// Parses a Kubernetes memory quantity into bytes (`64Mi`, `1G`, `1000`).
-pub fn bytes(v: &str) -> Option<u64> {
-    let v = v.trim();
-    let split = v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len());
-    let (num, suffix) = v.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult: f64 = match suffix {
-        "" => 1.0,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    let b = n * mult;
-    (b.is_finite() && b >= 0.0).then(|| b.round() as u64)
 }
 
 #[cfg(test)]
@@ -293,15 +261,5 @@ mod tests {
         assert!(e.to_string().contains("expected an integer"));
         let e = pod_behaviour(&ann(&[("startup-delay", "soon")]), &defaults()).unwrap_err();
         assert!(e.to_string().contains("mock.vk.io/startup-delay"));
-    }
-
-    #[test]
-    fn quantities_parse() {
-        assert_eq!(millicores("250m"), Some(250));
-        assert_eq!(millicores("0.5"), Some(500));
-        assert_eq!(millicores("2"), Some(2000));
-        assert_eq!(bytes("64Mi"), Some(64 * 1024 * 1024));
-        assert_eq!(bytes("1G"), Some(1_000_000_000));
-        assert_eq!(bytes("12parsecs"), None);
     }
 }

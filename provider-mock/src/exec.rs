@@ -9,110 +9,13 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use vk_provider_kit::{pod::Mount, session::Io};
 use vk_provider_sdk::pb;
 
 use crate::{
-    behaviour,
     files::{self, Entry},
-    pod::Mount,
     store::Store,
 };
-
-/// Output of a command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Out {
-    /// To stdout (or the TTY).
-    Stdout(Vec<u8>),
-    /// To stderr.
-    Stderr(Vec<u8>),
-}
-
-/// The command's standard streams.
-pub struct Io {
-    /// Chunks of stdin; `None` from `recv` means EOF.
-    pub stdin: mpsc::Receiver<Vec<u8>>,
-    /// Output.
-    pub out: mpsc::Sender<Out>,
-    /// Latest terminal size.
-    pub resize: watch::Receiver<Option<pb::TerminalSize>>,
-    /// Whether a TTY was requested.
-    pub tty: bool,
-    /// Bytes read from stdin but not yet consumed (for line reads).
-    pending: Vec<u8>,
-    /// Whether stdin has reached EOF.
-    eof: bool,
-}
-
-impl Io {
-    /// Wraps the streams.
-    pub fn new(
-        stdin: mpsc::Receiver<Vec<u8>>,
-        out: mpsc::Sender<Out>,
-        resize: watch::Receiver<Option<pb::TerminalSize>>,
-        tty: bool,
-    ) -> Self {
-        Self {
-            stdin,
-            out,
-            resize,
-            tty,
-            pending: Vec::new(),
-            eof: false,
-        }
-    }
-
-    async fn stdout(&self, b: impl Into<Vec<u8>>) -> bool {
-        self.out.send(Out::Stdout(b.into())).await.is_ok()
-    }
-
-    async fn stderr(&self, b: impl Into<Vec<u8>>) -> bool {
-        // On a TTY stderr is merged into the terminal.
-        let b = b.into();
-        let msg = if self.tty {
-            Out::Stdout(b)
-        } else {
-            Out::Stderr(b)
-        };
-        self.out.send(msg).await.is_ok()
-    }
-
-    /// Next chunk of stdin, or `None` at EOF.
-    async fn read_chunk(&mut self) -> Option<Vec<u8>> {
-        if !self.pending.is_empty() {
-            return Some(std::mem::take(&mut self.pending));
-        }
-        if self.eof {
-            return None;
-        }
-        let chunk = self.stdin.recv().await;
-        if chunk.is_none() {
-            self.eof = true;
-        }
-        chunk
-    }
-
-    /// Next line of stdin (without the newline), or `None` at EOF.
-    async fn read_line(&mut self) -> Option<String> {
-        loop {
-            if let Some(i) = self.pending.iter().position(|b| *b == b'\n' || *b == b'\r') {
-                let line: Vec<u8> = self.pending.drain(..=i).collect();
-                return Some(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
-            }
-            if self.eof {
-                if self.pending.is_empty() {
-                    return None;
-                }
-                let line = std::mem::take(&mut self.pending);
-                return Some(String::from_utf8_lossy(&line).into_owned());
-            }
-            match self.stdin.recv().await {
-                Some(chunk) => self.pending.extend_from_slice(&chunk),
-                None => self.eof = true,
-            }
-        }
-    }
-}
 
 /// What a command can see of its container.
 #[derive(Clone)]
@@ -242,7 +145,7 @@ async fn command(argv: &[String], ctx: &Context, io: &mut Io, last: i32) -> Flow
         },
         "cat" => cat(args, ctx, io).await,
         "ls" => ls(args, ctx, io).await,
-        "load" => match args.first().and_then(|a| behaviour::millicores(a)) {
+        "load" => match args.first().and_then(|a| kube_values::millicores(a).ok()) {
             Some(m) => {
                 if ctx.store.set_cpu(&ctx.uid, &ctx.container, m) {
                     io.stdout(format!("cpu usage set to {m}m\n")).await;

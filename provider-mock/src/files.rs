@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use vk_provider_sdk::pb;
 
-use crate::pod::Mount;
+use vk_provider_kit::pod::Mount;
 
 /// What a path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +126,7 @@ mod tests {
             volume: "config".into(),
             mount_path: path.into(),
             sub_path: sub.into(),
+            read_only: true,
         }]
     }
 

@@ -23,7 +23,6 @@ pub mod logs;
 pub mod persist;
 pub mod pod;
 pub mod service;
-pub mod session;
 pub mod stats;
 pub mod store;
 

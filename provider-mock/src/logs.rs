@@ -7,15 +7,13 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tonic::Status;
+use vk_provider_kit::logs::{ByteBudget, LogSelection, send_lines};
 use vk_provider_sdk::{pb, time::to_timestamp};
 
 use crate::{pod::Pod, store::Store};
 
 /// Lines kept per container instance; older ones are "rotated away".
 pub const RETAINED_LINES: u64 = 10_000;
-
-/// Lines sent per response message.
-const BATCH: usize = 256;
 
 /// The log of one container instance.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,37 +92,27 @@ impl Source {
 
     /// Line `k`.
     pub fn line(&self, k: u64) -> pb::LogLine {
-        let stream = if k % 5 == 4 {
-            pb::LogStream::Stderr
-        } else {
-            pb::LogStream::Stdout
-        };
         pb::LogLine {
             time: Some(to_timestamp(self.time_of(k))),
-            stream: stream as i32,
+            stream: Self::stream_of(k),
             content: format!("{} #{} line {k}\n", self.label, self.instance).into_bytes(),
         }
     }
 
-    fn wanted(&self, k: u64, stream: i32) -> bool {
-        let is_stderr = k % 5 == 4;
-        match pb::LogStream::try_from(stream) {
-            Ok(pb::LogStream::Stdout) => !is_stderr,
-            Ok(pb::LogStream::Stderr) => is_stderr,
-            _ => true,
+    /// The stream line `k` is written to.
+    fn stream_of(k: u64) -> i32 {
+        if k % 5 == 4 {
+            pb::LogStream::Stderr as i32
+        } else {
+            pb::LogStream::Stdout as i32
         }
     }
 
-    /// The line numbers a request selects among those written up to `now`.
-    pub fn select(&self, req: &pb::GetContainerLogsRequest, now: SystemTime) -> Vec<u64> {
+    /// The line numbers a selection picks among those written up to `now`.
+    pub fn select(&self, selection: &LogSelection, now: SystemTime) -> Vec<u64> {
         let end = self.count_at(now);
         let mut first = end.saturating_sub(RETAINED_LINES);
-        let since = match (&req.since_time, req.since_seconds) {
-            (Some(t), _) => Some(vk_provider_sdk::time::from_timestamp(t)),
-            (None, Some(s)) => now.checked_sub(Duration::from_secs(s.max(0) as u64)),
-            (None, None) => None,
-        };
-        if let Some(since) = since {
+        if let Some(since) = selection.since {
             let from = match since.duration_since(self.started_at) {
                 Ok(d) => d.as_nanos().div_ceil(self.interval.as_nanos().max(1)) as u64,
                 Err(_) => 0,
@@ -132,14 +120,9 @@ impl Source {
             first = first.max(from);
         }
         let mut ks: Vec<u64> = (first..end)
-            .filter(|k| self.wanted(*k, req.stream))
+            .filter(|k| selection.wants_stream(Self::stream_of(*k)))
             .collect();
-        if let Some(tail) = req.tail_lines {
-            let tail = tail.max(0) as usize;
-            if ks.len() > tail {
-                ks.drain(..ks.len() - tail);
-            }
-        }
+        selection.apply_tail(&mut ks);
         ks
     }
 }
@@ -152,21 +135,17 @@ pub async fn stream(
     req: pb::GetContainerLogsRequest,
     tx: mpsc::Sender<Result<pb::GetContainerLogsResponse, Status>>,
 ) {
-    let limit = req.limit_bytes.map(|l| l.max(0) as u64);
-    let mut sent_bytes = 0u64;
     let now = SystemTime::now();
-    let initial = source.select(&req, now);
+    let selection = LogSelection::from_request(&req, now);
+    let mut budget = ByteBudget::new(selection.limit_bytes);
+    let initial = source.select(&selection, now);
     let mut next = source.count_at(now);
-    for msg in batches(initial.into_iter(), &source, limit, &mut sent_bytes) {
-        if tx.send(Ok(msg)).await.is_err() {
-            return;
-        }
-    }
-    if !req.follow || req.previous {
+    let lines = initial.into_iter().map(|k| source.line(k)).collect();
+    if !send_lines(&tx, lines, &mut budget).await || !selection.follow {
         return;
     }
     loop {
-        if limit.is_some_and(|l| sent_bytes >= l) || source.finished_at.is_some() {
+        if budget.is_spent() || source.finished_at.is_some() {
             return;
         }
         let wake = source.time_of(next);
@@ -188,44 +167,16 @@ pub async fn stream(
             Some(Some(instance)) => source.finished_at = instance.finished_at,
             _ => source.finished_at = Some(SystemTime::now()),
         }
-        let now = SystemTime::now();
-        let end = source.count_at(now);
-        let ks = (next..end).filter(|k| source.wanted(*k, req.stream));
-        for msg in batches(ks, &source, limit, &mut sent_bytes) {
-            if tx.send(Ok(msg)).await.is_err() {
-                return;
-            }
+        let end = source.count_at(SystemTime::now());
+        let lines = (next..end)
+            .filter(|k| selection.wants_stream(Source::stream_of(*k)))
+            .map(|k| source.line(k))
+            .collect();
+        if !send_lines(&tx, lines, &mut budget).await {
+            return;
         }
         next = end;
     }
-}
-
-/// Groups lines into response messages, stopping once `limit` bytes were sent.
-fn batches(
-    ks: impl Iterator<Item = u64>,
-    source: &Source,
-    limit: Option<u64>,
-    sent_bytes: &mut u64,
-) -> Vec<pb::GetContainerLogsResponse> {
-    let mut out = Vec::new();
-    let mut batch = Vec::with_capacity(BATCH);
-    for k in ks {
-        if limit.is_some_and(|l| *sent_bytes >= l) {
-            break;
-        }
-        let line = source.line(k);
-        *sent_bytes += line.content.len() as u64;
-        batch.push(line);
-        if batch.len() == BATCH {
-            out.push(pb::GetContainerLogsResponse {
-                lines: std::mem::take(&mut batch),
-            });
-        }
-    }
-    if !batch.is_empty() {
-        out.push(pb::GetContainerLogsResponse { lines: batch });
-    }
-    out
 }
 
 #[cfg(test)]
@@ -242,6 +193,10 @@ mod tests {
             finished_at: None,
             interval: Duration::from_secs(1),
         }
+    }
+
+    fn pick(s: &Source, r: &pb::GetContainerLogsRequest, now: SystemTime) -> Vec<u64> {
+        s.select(&LogSelection::from_request(r, now), now)
     }
 
     fn req() -> pb::GetContainerLogsRequest {
@@ -262,9 +217,10 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
         let s = source(t0);
         let now = t0 + Duration::from_millis(9500);
-        assert_eq!(s.select(&req(), now), (0..10).collect::<Vec<_>>());
+        assert_eq!(pick(&s, &req(), now), (0..10).collect::<Vec<_>>());
         assert_eq!(
-            s.select(
+            pick(
+                &s,
                 &pb::GetContainerLogsRequest {
                     tail_lines: Some(2),
                     ..req()
@@ -274,7 +230,8 @@ mod tests {
             vec![8, 9]
         );
         assert_eq!(
-            s.select(
+            pick(
+                &s,
                 &pb::GetContainerLogsRequest {
                     since_seconds: Some(3),
                     ..req()
@@ -287,7 +244,7 @@ mod tests {
             stream: pb::LogStream::Stderr as i32,
             ..req()
         };
-        assert_eq!(s.select(&stderr, now), vec![4, 9]);
+        assert_eq!(pick(&s, &stderr, now), vec![4, 9]);
     }
 
     #[test]

@@ -2,47 +2,16 @@
 //! and what it is doing (each container's state, restarts, log instances, CPU meter), rendered
 //! as a contract `PodStatus`.
 
-use std::{collections::BTreeMap, time::SystemTime};
+use std::time::SystemTime;
 
+use kube_values::RestartPolicy;
+use vk_provider_kit::pod::{ContainerView, Mount, PodError, PodView};
 use vk_provider_sdk::{pb, time::to_timestamp};
 
 use crate::{
     behaviour::{self, BehaviourError, ContainerBehaviour, Defaults, PodBehaviour},
     stats::CpuMeter,
 };
-
-/// Restart policy of a pod.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartPolicy {
-    /// Always restart.
-    Always,
-    /// Restart only after a non-zero exit.
-    OnFailure,
-    /// Never restart.
-    Never,
-}
-
-impl RestartPolicy {
-    /// Whether a container that exited with `code` is restarted.
-    pub fn restarts(self, code: i32) -> bool {
-        match self {
-            Self::Always => true,
-            Self::OnFailure => code != 0,
-            Self::Never => false,
-        }
-    }
-}
-
-/// A volume mount of a container, from the pod spec.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    /// Volume name.
-    pub volume: String,
-    /// Absolute mount path in the container.
-    pub mount_path: String,
-    /// Sub-path inside the volume, if any.
-    pub sub_path: String,
-}
 
 /// A running or finished instance of a container (one per restart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,8 +153,6 @@ pub struct Pod {
     pub ip: String,
     /// When the mock accepted the pod.
     pub start_time: SystemTime,
-    /// Status revision, bumped on every change.
-    pub revision: u64,
     /// Whether DeletePod was called.
     pub deleting: bool,
     /// Index of the init container running now, if initialising.
@@ -195,9 +162,9 @@ pub struct Pod {
 /// Why a pod cannot be accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum InvalidPod {
-    /// `pod_json` is not a Pod.
-    #[error("pod_json is not a valid Pod: {0}")]
-    Json(String),
+    /// The pod cannot be decoded.
+    #[error(transparent)]
+    Decode(#[from] PodError),
     /// A mock annotation has a bad value.
     #[error(transparent)]
     Behaviour(#[from] BehaviourError),
@@ -217,54 +184,24 @@ impl Pod {
         defaults: &Defaults,
         now: SystemTime,
     ) -> Result<Self, InvalidPod> {
-        let json: serde_json::Value =
-            serde_json::from_slice(&spec.pod_json).map_err(|e| InvalidPod::Json(e.to_string()))?;
-        let annotations: BTreeMap<String, String> = json
-            .pointer("/metadata/annotations")
-            .and_then(|a| a.as_object())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let behaviour = behaviour::pod_behaviour(&annotations, defaults)?;
+        let view = PodView::decode(&spec)?;
+        let behaviour = behaviour::pod_behaviour(&view.annotations, defaults)?;
         if let Some(message) = &behaviour.reject {
             return Err(InvalidPod::Rejected(message.clone()));
         }
-        let restart_policy = match json.pointer("/spec/restartPolicy").and_then(|v| v.as_str()) {
-            Some("Never") => RestartPolicy::Never,
-            Some("OnFailure") => RestartPolicy::OnFailure,
-            _ => RestartPolicy::Always,
-        };
-        let init = containers(
-            &json,
-            "initContainers",
-            &spec.init_containers,
-            true,
-            &annotations,
-            defaults,
-        )?;
-        let app = containers(
-            &json,
-            "containers",
-            &spec.containers,
-            false,
-            &annotations,
-            defaults,
-        )?;
+        let init = containers(&view.init_containers, true, &view, defaults)?;
+        let app = containers(&view.containers, false, &view, defaults)?;
         if app.is_empty() {
             return Err(InvalidPod::NoContainers);
         }
         let mut pod = Self {
             spec,
-            restart_policy,
+            restart_policy: view.restart_policy,
             behaviour,
             init,
             app,
             ip,
             start_time: now,
-            revision: 0,
             deleting: false,
             init_index: None,
         };
@@ -310,14 +247,14 @@ impl Pod {
             .all(|c| matches!(c.state, State::Terminated { .. }))
     }
 
-    /// Renders the contract status.
-    pub fn status(&self, instance: &str) -> pb::PodStatus {
+    /// Renders the contract status (revision and instance are stamped by the status hub).
+    pub fn status(&self) -> pb::PodStatus {
         let uid = self.uid();
         pb::PodStatus {
             uid: uid.to_string(),
             namespace: self.spec.namespace.clone(),
             name: self.spec.name.clone(),
-            revision: self.revision,
+            revision: 0,
             phase: pb::PodPhase::Unspecified as i32,
             reason: String::new(),
             message: String::new(),
@@ -325,77 +262,29 @@ impl Pod {
             start_time: Some(to_timestamp(self.start_time)),
             init_containers: self.init.iter().map(|c| c.status(uid)).collect(),
             containers: self.app.iter().map(|c| c.status(uid)).collect(),
-            provider_instance: instance.to_string(),
+            provider_instance: String::new(),
         }
     }
 }
 
 fn containers(
-    json: &serde_json::Value,
-    field: &str,
-    resolved: &[pb::ResolvedContainer],
+    views: &[ContainerView],
     init: bool,
-    annotations: &BTreeMap<String, String>,
+    pod: &PodView,
     defaults: &Defaults,
 ) -> Result<Vec<Container>, InvalidPod> {
-    let specs = json
-        .pointer(&format!("/spec/{field}"))
-        .and_then(|v| v.as_array())
-        .cloned()
-        .unwrap_or_default();
-    let mut out = Vec::with_capacity(specs.len());
-    for spec in &specs {
-        let name = spec
-            .get("name")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
-        let resolved = resolved.iter().find(|r| r.name == name);
-        let image = resolved
-            .map(|r| r.image.clone())
-            .filter(|i| !i.is_empty())
-            .or_else(|| {
-                spec.get("image")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-            })
-            .unwrap_or_default();
-        let env = resolved
-            .map(|r| {
-                r.env
-                    .iter()
-                    .map(|e| (e.name.clone(), e.value.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mounts = spec
-            .get("volumeMounts")
-            .and_then(|v| v.as_array())
-            .map(|ms| {
-                ms.iter()
-                    .filter_map(|m| {
-                        Some(Mount {
-                            volume: m.get("name")?.as_str()?.to_string(),
-                            mount_path: m.get("mountPath")?.as_str()?.to_string(),
-                            sub_path: m
-                                .get("subPath")
-                                .and_then(|s| s.as_str())
-                                .unwrap_or_default()
-                                .to_string(),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let behaviour = behaviour::container_behaviour(annotations, &name, init, defaults)?;
+    let mut out = Vec::with_capacity(views.len());
+    for view in views {
+        let behaviour =
+            behaviour::container_behaviour(&pod.annotations, &view.name, init, defaults)?;
         out.push(Container {
-            name,
-            image,
+            name: view.name.clone(),
+            image: view.image.clone(),
             init,
             cpu: CpuMeter::new(behaviour.cpu_millicores),
             behaviour,
-            env,
-            mounts,
+            env: view.env.clone(),
+            mounts: view.mounts.clone(),
             state: State::Waiting(String::new(), String::new()),
             restart_count: 0,
             current: None,

@@ -9,25 +9,16 @@ use std::{
 };
 
 use futures::Stream;
-use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use vk_provider_kit::session::{self, Options, Out};
 use vk_provider_sdk::{
     pb::{self, provider_service_server::ProviderService},
     time::to_timestamp,
 };
 
-use crate::{
-    config::MockConfig,
-    exec::{self, Out},
-    faults::Faults,
-    logs, persist,
-    session::{self, Input, Mapping, Options},
-    store::{Event, Store},
-};
-
-/// How long a streaming RPC may take to send its first (start) message.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::{config::MockConfig, exec, faults::Faults, logs, persist, store::Store};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -137,17 +128,6 @@ fn not_found(uid: &str) -> Status {
     Status::not_found(format!("pod {uid} is not known to the mock"))
 }
 
-async fn first_message<T>(inbound: &mut Streaming<T>) -> Result<T, Status> {
-    match tokio::time::timeout(START_TIMEOUT, inbound.message()).await {
-        Err(_) => Err(Status::deadline_exceeded("no start message received")),
-        Ok(Err(status)) => Err(status),
-        Ok(Ok(None)) => Err(Status::invalid_argument(
-            "stream closed before the start message",
-        )),
-        Ok(Ok(Some(m))) => Ok(m),
-    }
-}
-
 #[tonic::async_trait]
 impl ProviderService for MockProvider {
     async fn handshake(
@@ -255,96 +235,7 @@ impl ProviderService for MockProvider {
         &self,
         _req: Request<pb::WatchPodStatusRequest>,
     ) -> Result<Response<Self::WatchPodStatusStream>, Status> {
-        let (mut rx, snapshot) = self.store.subscribe();
-        let (tx, out) = mpsc::channel(1024);
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            use pb::watch_pod_status_response::Event as E;
-            let mut last: HashMap<String, u64> = HashMap::with_capacity(snapshot.len());
-            let count = snapshot.len() as u32;
-            for s in snapshot {
-                last.insert(s.uid.clone(), s.revision);
-                if tx
-                    .send(Ok(pb::WatchPodStatusResponse {
-                        event: Some(E::Status(s)),
-                    }))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            let done = E::InitialSyncComplete(pb::InitialSyncComplete { pod_count: count });
-            if tx
-                .send(Ok(pb::WatchPodStatusResponse { event: Some(done) }))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            loop {
-                let event = tokio::select! {
-                    ev = rx.recv() => ev,
-                    _ = tx.closed() => return,
-                };
-                let mut batch = Vec::new();
-                match event {
-                    Ok(ev) => match &*ev {
-                        Event::Status(s) => {
-                            if last.get(&s.uid).is_none_or(|r| s.revision > *r) {
-                                last.insert(s.uid.clone(), s.revision);
-                                batch.push(E::Status(s.clone()));
-                            }
-                        }
-                        Event::Removed(r) => {
-                            if last.remove(&r.uid).is_some() {
-                                batch.push(E::Removed(r.clone()));
-                            }
-                        }
-                    },
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(
-                            missed,
-                            "status subscriber fell behind; resending current state"
-                        );
-                        let now: HashMap<String, pb::PodStatus> = store
-                            .list()
-                            .into_iter()
-                            .map(|s| (s.uid.clone(), s))
-                            .collect();
-                        let gone: Vec<String> = last
-                            .keys()
-                            .filter(|u| !now.contains_key(*u))
-                            .cloned()
-                            .collect();
-                        for uid in gone {
-                            last.remove(&uid);
-                            batch.push(E::Removed(pb::PodRemoved {
-                                uid,
-                                ..Default::default()
-                            }));
-                        }
-                        for (uid, s) in now {
-                            if last.get(&uid).is_none_or(|r| s.revision > *r) {
-                                last.insert(uid, s.revision);
-                                batch.push(E::Status(s));
-                            }
-                        }
-                    }
-                    Err(RecvError::Closed) => return,
-                }
-                for e in batch {
-                    if tx
-                        .send(Ok(pb::WatchPodStatusResponse { event: Some(e) }))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+        Ok(Response::new(Box::pin(self.store.hub().watch())))
     }
 
     type WatchNodeStatusStream = BoxStream<pb::WatchNodeStatusResponse>;
@@ -395,43 +286,15 @@ impl ProviderService for MockProvider {
         &self,
         req: Request<Streaming<pb::ExecRequest>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
-        use pb::{exec_request::Input as I, exec_response::Output as O};
         let mut inbound = req.into_inner();
-        let Some(I::Start(start)) = first_message(&mut inbound).await?.input else {
-            return Err(Status::invalid_argument(
-                "the first Exec message must be `start`",
-            ));
-        };
-        if start.command.is_empty() {
-            return Err(Status::invalid_argument("exec needs a command"));
-        }
+        let start = session::exec_start(&mut inbound).await?;
         let ctx = self.running_container(&start.uid, &start.container)?;
         tracing::debug!(uid = %start.uid, container = %start.container, command = ?start.command, "exec");
         let argv = start.command.clone();
         let stream = session::start(
             inbound,
-            Mapping {
-                input: |m: pb::ExecRequest| match m.input? {
-                    I::Stdin(b) => Some(Input::Stdin(b)),
-                    I::StdinClose(_) => Some(Input::Close),
-                    I::Resize(s) => Some(Input::Resize(s)),
-                    I::Start(_) => None,
-                },
-                output: |o| pb::ExecResponse {
-                    output: Some(match o {
-                        Out::Stdout(b) => O::Stdout(b),
-                        Out::Stderr(b) => O::Stderr(b),
-                    }),
-                },
-                exit: |e| pb::ExecResponse {
-                    output: Some(O::Exit(e)),
-                },
-            },
-            Options {
-                stdin: start.stdin,
-                tty: start.tty,
-                size: start.terminal_size,
-            },
+            session::exec_mapping(),
+            Options::from(&start),
             move |mut io| async move { exec::run(&argv, &ctx, &mut io).await },
         );
         Ok(Response::new(Box::pin(stream)))
@@ -443,13 +306,8 @@ impl ProviderService for MockProvider {
         &self,
         req: Request<Streaming<pb::AttachRequest>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
-        use pb::{attach_request::Input as I, attach_response::Output as O};
         let mut inbound = req.into_inner();
-        let Some(I::Start(start)) = first_message(&mut inbound).await?.input else {
-            return Err(Status::invalid_argument(
-                "the first Attach message must be `start`",
-            ));
-        };
+        let start = session::attach_start(&mut inbound).await?;
         self.running_container(&start.uid, &start.container)?;
         let logs_req = pb::GetContainerLogsRequest {
             uid: start.uid.clone(),
@@ -465,28 +323,8 @@ impl ProviderService for MockProvider {
         let store = self.store.clone();
         let stream = session::start(
             inbound,
-            Mapping {
-                input: |m: pb::AttachRequest| match m.input? {
-                    I::Stdin(b) => Some(Input::Stdin(b)),
-                    I::StdinClose(_) => Some(Input::Close),
-                    I::Resize(s) => Some(Input::Resize(s)),
-                    I::Start(_) => None,
-                },
-                output: |o| pb::AttachResponse {
-                    output: Some(match o {
-                        Out::Stdout(b) => O::Stdout(b),
-                        Out::Stderr(b) => O::Stderr(b),
-                    }),
-                },
-                exit: |e| pb::AttachResponse {
-                    output: Some(O::Exit(e)),
-                },
-            },
-            Options {
-                stdin: start.stdin,
-                tty: start.tty,
-                size: start.terminal_size,
-            },
+            session::attach_mapping(),
+            Options::from(&start),
             move |io| attach_main(store, source, logs_req, io),
         );
         Ok(Response::new(Box::pin(stream)))
@@ -500,7 +338,7 @@ impl ProviderService for MockProvider {
     ) -> Result<Response<Self::PortForwardStream>, Status> {
         use pb::{port_forward_request::Input as I, port_forward_response::Output as O};
         let mut inbound = req.into_inner();
-        let Some(I::Start(start)) = first_message(&mut inbound).await?.input else {
+        let Some(I::Start(start)) = session::first_message(&mut inbound).await?.input else {
             return Err(Status::invalid_argument(
                 "the first PortForward message must be `start`",
             ));
@@ -629,7 +467,7 @@ async fn attach_main(
     store: Arc<Store>,
     source: logs::Source,
     req: pb::GetContainerLogsRequest,
-    mut io: exec::Io,
+    mut io: session::Io,
 ) -> i32 {
     let (tx, mut rx) = mpsc::channel(16);
     let uid = source.uid.clone();

@@ -4,8 +4,8 @@
 //! Scale: there is no per-pod task or polling loop. Every future transition (a container's
 //! exit, a restart after back-off, a delayed start or stop) is one entry in a single timer wheel
 //! (`DelayQueue`) served by one task; logs and CPU are computed from timestamps on demand.
-//! Every status change is published, under the same lock that changed it, on a broadcast
-//! channel, so subscribers see each pod's changes in order with increasing revisions.
+//! Every status change is published, under the same lock that changed it, to the kit's
+//! [`StatusHub`], so watchers see each pod's changes in order with increasing revisions.
 
 use std::{
     collections::HashMap,
@@ -17,6 +17,7 @@ use futures::StreamExt;
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::time::DelayQueue;
 use tonic::Status;
+use vk_provider_kit::status::{Change, StatusHub};
 use vk_provider_sdk::pb;
 
 use crate::{
@@ -25,19 +26,6 @@ use crate::{
     pod::{Container, Instance, InvalidPod, Pod, State},
     stats::NodeCpu,
 };
-
-/// Capacity of the status broadcast; a subscriber that falls further behind gets a fresh
-/// snapshot instead.
-const EVENT_BUFFER: usize = 1 << 16;
-
-/// A change on the status stream.
-#[derive(Debug, Clone)]
-pub enum Event {
-    /// A pod's new status.
-    Status(pb::PodStatus),
-    /// A pod the mock no longer has.
-    Removed(pb::PodRemoved),
-}
 
 /// A future transition of a pod.
 #[derive(Debug, Clone)]
@@ -71,9 +59,8 @@ struct Inner {
 /// The mock's state. Cheap to share as `Arc<Store>`.
 pub struct Store {
     inner: Mutex<Inner>,
-    events: broadcast::Sender<Arc<Event>>,
+    hub: Arc<StatusHub>,
     timers: mpsc::UnboundedSender<(Duration, Timer)>,
-    instance: String,
     defaults: Defaults,
     restart_backoff: Duration,
     max_restart_backoff: Duration,
@@ -84,7 +71,6 @@ impl Store {
     /// Creates the store and spawns its timer task. Must be called inside a tokio runtime.
     pub fn new(config: &MockConfig) -> Arc<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
         let now = SystemTime::now();
         let instance = format!(
             "mock-{}-{}",
@@ -99,9 +85,8 @@ impl Store {
                 next_ip: 1,
                 node_cpu: NodeCpu::new(now),
             }),
-            events,
+            hub: Arc::new(StatusHub::with_instance(instance)),
             timers: tx,
-            instance,
             defaults: Defaults {
                 startup_delay: config.startup_delay,
                 init_duration: config.init_duration,
@@ -117,7 +102,13 @@ impl Store {
 
     /// Identifies this process's revision sequence.
     pub fn instance(&self) -> &str {
-        &self.instance
+        self.hub.instance()
+    }
+
+    /// The status hub every change is published to (serves WatchPodStatus, GetPodStatus and
+    /// ListPods).
+    pub fn hub(&self) -> &Arc<StatusHub> {
+        &self.hub
     }
 
     /// Completes after some pod changed (used by the state file writer).
@@ -148,11 +139,11 @@ impl Store {
                 other => Status::invalid_argument(other.to_string()),
             })?;
             inner.next_ip += 1;
-            self.publish(&mut pod);
+            self.publish(&pod);
             let delay = pod.behaviour.startup_delay;
             if delay.is_zero() {
                 self.start_pod(&mut pod, now, &mut timers);
-                self.publish(&mut pod);
+                self.publish(&pod);
             } else {
                 timers.push((delay, Timer::Start { uid: uid.clone() }));
             }
@@ -223,29 +214,18 @@ impl Store {
 
     /// The status of one pod.
     pub fn status(&self, uid: &str) -> Option<pb::PodStatus> {
-        self.lock().pods.get(uid).map(|p| p.status(&self.instance))
+        self.hub.get(uid).map(|s| pb::PodStatus::clone(&s))
     }
 
     /// The status of every pod.
     pub fn list(&self) -> Vec<pb::PodStatus> {
-        self.lock()
-            .pods
-            .values()
-            .map(|p| p.status(&self.instance))
-            .collect()
+        self.hub.list_pods().pods
     }
 
     /// Subscribes to changes and returns the current statuses, atomically: every change after the
     /// snapshot arrives on the receiver, none before.
-    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<Event>>, Vec<pb::PodStatus>) {
-        let inner = self.lock();
-        let rx = self.events.subscribe();
-        let snapshot = inner
-            .pods
-            .values()
-            .map(|p| p.status(&self.instance))
-            .collect();
-        (rx, snapshot)
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<Change>>, Vec<Arc<pb::PodStatus>>) {
+        self.hub.subscribe()
     }
 
     /// Runs `f` on a pod, if it exists.
@@ -293,7 +273,6 @@ impl Store {
                 let Ok(mut pod) = Pod::new(spec, ip, &self.defaults, now) else {
                     continue;
                 };
-                pod.revision = status.revision;
                 if let Some(t) = &status.start_time {
                     pod.start_time = vk_provider_sdk::time::from_timestamp(t);
                 }
@@ -307,7 +286,7 @@ impl Store {
                 if waiting {
                     self.start_pod(&mut pod, now, &mut timers);
                 }
-                self.publish(&mut pod);
+                self.publish(&pod);
                 inner.pods.insert(uid, pod);
                 restored += 1;
             }
@@ -321,7 +300,7 @@ impl Store {
         self.lock()
             .pods
             .values()
-            .map(|p| (p.spec.clone(), p.status(&self.instance)))
+            .map(|p| (p.spec.clone(), p.status()))
             .collect()
     }
 
@@ -332,11 +311,8 @@ impl Store {
         }
     }
 
-    fn publish(&self, pod: &mut Pod) {
-        pod.revision += 1;
-        let _ = self
-            .events
-            .send(Arc::new(Event::Status(pod.status(&self.instance))));
+    fn publish(&self, pod: &Pod) {
+        self.hub.publish(pod.status());
         self.dirty.notify_one();
     }
 
@@ -474,12 +450,8 @@ impl Store {
             }
             inner.node_cpu.retire(c.cpu.usage_ns(now));
         }
-        self.publish(&mut pod);
-        let _ = self.events.send(Arc::new(Event::Removed(pb::PodRemoved {
-            uid: uid.to_string(),
-            namespace: pod.spec.namespace.clone(),
-            name: pod.spec.name.clone(),
-        })));
+        self.publish(&pod);
+        self.hub.remove(uid);
     }
 }
 
@@ -705,7 +677,7 @@ mod tests {
         store.delete("unknown", None);
         let first = rx.recv().await.unwrap();
         match &*first {
-            Event::Status(s) => assert!(matches!(
+            Change::Status(s) => assert!(matches!(
                 s.containers[0]
                     .state
                     .as_ref()
@@ -714,7 +686,7 @@ mod tests {
             )),
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(&*rx.recv().await.unwrap(), Event::Removed(r) if r.uid == "e"));
+        assert!(matches!(&*rx.recv().await.unwrap(), Change::Removed(r) if r.uid == "e"));
         assert!(store.status("e").is_none());
     }
 
@@ -728,7 +700,7 @@ mod tests {
         store.delete("f", Some(Duration::ZERO));
         let mut last = 0;
         while let Ok(ev) = rx.try_recv() {
-            if let Event::Status(s) = &*ev {
+            if let Change::Status(s) = &*ev {
                 assert!(s.revision > last);
                 last = s.revision;
             }

@@ -84,6 +84,15 @@ impl RestartPolicy {
     pub fn of(field: Option<&str>) -> Option<Self> {
         field.map_or(Some(Self::Always), |s| s.parse().ok())
     }
+
+    /// Whether a container that exited with `exit_code` is restarted under this policy.
+    pub const fn restarts(self, exit_code: i32) -> bool {
+        match self {
+            Self::Always => true,
+            Self::OnFailure => exit_code != 0,
+            Self::Never => false,
+        }
+    }
 }
 
 string_enum! {
