@@ -191,49 +191,42 @@ impl From<&pb::AttachStart> for Options {
     }
 }
 
-/// The mapping of the `Exec` RPC.
-pub fn exec_mapping() -> Mapping<pb::ExecRequest, pb::ExecResponse> {
-    use pb::{exec_request::Input as I, exec_response::Output as O};
-    Mapping {
-        input: |m| match m.input? {
-            I::Stdin(b) => Some(Input::Stdin(b)),
-            I::StdinClose(_) => Some(Input::Close),
-            I::Resize(s) => Some(Input::Resize(s)),
-            I::Start(_) => None,
-        },
-        output: |o| pb::ExecResponse {
-            output: Some(match o {
-                Out::Stdout(b) => O::Stdout(b),
-                Out::Stderr(b) => O::Stderr(b),
-            }),
-        },
-        exit: |e| pb::ExecResponse {
-            output: Some(O::Exit(e)),
-        },
-    }
+/// Defines the mapping function of one RPC whose request and response carry the same stdin,
+/// close, resize and stdout, stderr, exit variants (Exec and Attach).
+macro_rules! mapping {
+    ($(#[$doc:meta])* $fn:ident, $req:ident, $resp:ident, $input:ident, $output:ident) => {
+        $(#[$doc])*
+        pub fn $fn() -> Mapping<pb::$req, pb::$resp> {
+            use pb::{$input::Input as I, $output::Output as O};
+            Mapping {
+                input: |m| match m.input? {
+                    I::Stdin(b) => Some(Input::Stdin(b)),
+                    I::StdinClose(_) => Some(Input::Close),
+                    I::Resize(s) => Some(Input::Resize(s)),
+                    I::Start(_) => None,
+                },
+                output: |o| pb::$resp {
+                    output: Some(match o {
+                        Out::Stdout(b) => O::Stdout(b),
+                        Out::Stderr(b) => O::Stderr(b),
+                    }),
+                },
+                exit: |e| pb::$resp {
+                    output: Some(O::Exit(e)),
+                },
+            }
+        }
+    };
 }
 
-/// The mapping of the `Attach` RPC.
-pub fn attach_mapping() -> Mapping<pb::AttachRequest, pb::AttachResponse> {
-    use pb::{attach_request::Input as I, attach_response::Output as O};
-    Mapping {
-        input: |m| match m.input? {
-            I::Stdin(b) => Some(Input::Stdin(b)),
-            I::StdinClose(_) => Some(Input::Close),
-            I::Resize(s) => Some(Input::Resize(s)),
-            I::Start(_) => None,
-        },
-        output: |o| pb::AttachResponse {
-            output: Some(match o {
-                Out::Stdout(b) => O::Stdout(b),
-                Out::Stderr(b) => O::Stderr(b),
-            }),
-        },
-        exit: |e| pb::AttachResponse {
-            output: Some(O::Exit(e)),
-        },
-    }
-}
+mapping!(
+    /// The mapping of the `Exec` RPC.
+    exec_mapping, ExecRequest, ExecResponse, exec_request, exec_response
+);
+mapping!(
+    /// The mapping of the `Attach` RPC.
+    attach_mapping, AttachRequest, AttachResponse, attach_request, attach_response
+);
 
 /// Reads the first message of a streaming call within [`START_TIMEOUT`].
 pub async fn first_message<T>(inbound: &mut Streaming<T>) -> Result<T, Status> {
