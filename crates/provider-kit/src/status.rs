@@ -101,7 +101,12 @@ impl StatusHub {
         status.revision = state.revision;
         status.provider_instance.clone_from(&self.instance);
         let status = Arc::new(status);
-        state.pods.insert(status.uid.clone(), status.clone());
+        match state.pods.get_mut(&status.uid) {
+            Some(slot) => *slot = status.clone(),
+            None => {
+                state.pods.insert(status.uid.clone(), status.clone());
+            }
+        }
         // No receiver is fine: nobody watches yet.
         let _ = self.changes.send(Arc::new(Change::Status(status)));
         state.revision
@@ -200,13 +205,7 @@ impl StatusHub {
 struct Watcher {
     hub: Arc<StatusHub>,
     tx: mpsc::Sender<Result<pb::WatchPodStatusResponse, Status>>,
-    sent: HashMap<String, Sent>,
-}
-
-struct Sent {
-    revision: u64,
-    namespace: String,
-    name: String,
+    sent: HashMap<String, Arc<pb::PodStatus>>,
 }
 
 impl Watcher {
@@ -227,6 +226,7 @@ impl Watcher {
         snapshot: Vec<Arc<pb::PodStatus>>,
     ) {
         let count = u32::try_from(snapshot.len()).unwrap_or(u32::MAX);
+        self.sent.reserve(snapshot.len());
         let mut batch: Vec<Event> = snapshot
             .into_iter()
             .filter_map(|s| self.status(&s))
@@ -265,21 +265,13 @@ impl Watcher {
 
     /// The event for a status, unless the watcher already sent this revision or a newer one.
     fn status(&mut self, s: &Arc<pb::PodStatus>) -> Option<Event> {
-        if self
-            .sent
-            .get(&s.uid)
-            .is_some_and(|r| r.revision >= s.revision)
-        {
-            return None;
+        match self.sent.get_mut(&s.uid) {
+            Some(last) if last.revision >= s.revision => return None,
+            Some(last) => *last = s.clone(),
+            None => {
+                self.sent.insert(s.uid.clone(), s.clone());
+            }
         }
-        self.sent.insert(
-            s.uid.clone(),
-            Sent {
-                revision: s.revision,
-                namespace: s.namespace.clone(),
-                name: s.name.clone(),
-            },
-        );
         Some(Event::Status(pb::PodStatus::clone(s)))
     }
 
@@ -306,8 +298,8 @@ impl Watcher {
             if let Some(s) = self.sent.remove(&uid) {
                 events.push(Event::Removed(pb::PodRemoved {
                     uid,
-                    namespace: s.namespace,
-                    name: s.name,
+                    namespace: s.namespace.clone(),
+                    name: s.name.clone(),
                 }));
             }
         }

@@ -173,3 +173,36 @@ pub async fn conformance<P: ProviderService>(
     let _ = server.await;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::put;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn fake_backend_serves_the_router_and_records_requests() {
+        let router = Router::new().route(
+            "/groups/{name}",
+            put(|body: String| async move { format!("created {body}") }),
+        );
+        let backend = FakeBackend::start(router).await.expect("starts");
+        let addr = backend.url().trim_start_matches("http://").to_string();
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let body = r#"{"image":"nginx"}"#;
+        let request = format!(
+            "PUT /groups/web?api-version=1 HTTP/1.1\r\nhost: {addr}\r\nx-token: t\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.expect("read");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with(r#"created {"image":"nginx"}"#), "{answer}");
+        let seen = backend.requests_to("PUT", "/groups/");
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].uri, "/groups/web?api-version=1");
+        assert_eq!(seen[0].header("X-Token"), Some("t"));
+        assert_eq!(seen[0].json()["image"], "nginx");
+    }
+}
