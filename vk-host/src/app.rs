@@ -14,7 +14,7 @@ use crate::{
     config::Config,
     events::Events,
     kube_client::{self, ClientError},
-    kubelet_api,
+    kubelet, kubelet_api,
     metrics::Metrics,
     node::{NodeConfig, NodeController},
     pods::{Deps, PodController},
@@ -240,7 +240,7 @@ fn kubelet_api_task(
         node_name: config.node_name.clone(),
         provider,
         provider_state,
-        cache: store.pods.clone(),
+        pods: kubelet::bound_pods(&store.pods),
         client,
         stream_idle_timeout: config.stream_idle_timeout,
     };

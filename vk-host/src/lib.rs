@@ -18,6 +18,7 @@
 //! - [`status`]: observed state: provider status stream and recorded failures → pod status.
 //! - [`resolve`]: env, volume files, tokens and pull credentials a pod needs.
 //! - [`kubelet_api`]: the kubelet HTTPS API (logs, exec, attach, port-forward, stats).
+//! - [`kubelet`]: adapts vk-host's store and provider to the kubelet API.
 //! - [`events`]: event reasons and the non-blocking recorder.
 //! - [`backoff`]: the one retry back-off policy.
 //! - [`metrics`], [`admin`]: Prometheus metrics and the health server.
@@ -28,6 +29,7 @@ pub mod backoff;
 pub mod config;
 pub mod events;
 pub mod kube_client;
+pub mod kubelet;
 pub mod kubelet_api;
 pub mod metrics;
 pub mod node;

@@ -14,7 +14,7 @@ use axum::{
 };
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use k8s_openapi::jiff;
+use k8s_openapi::{api::core::v1::Pod, jiff};
 use prost_types::Timestamp;
 use vk_provider_sdk::pb;
 
@@ -302,10 +302,18 @@ async fn open(
         )));
     }
     let pod = state
-        .cache
+        .pods
         .find(&namespace, &name)
         .ok_or_else(|| ApiError::NotFound(format!("pod \"{namespace}/{name}\" not found")))?;
-    if let Some(spec) = pod.pod().spec.as_ref() {
+    let spec = match serde_json::from_slice::<Pod>(pod.json()) {
+        Ok(parsed) => parsed.spec,
+        Err(error) => {
+            // Unreachable: the pod store checks its pods parse. Leave the check to the provider.
+            tracing::error!(namespace = %namespace, pod = %name, %error, "bound pod does not parse");
+            None
+        }
+    };
+    if let Some(spec) = spec.as_ref() {
         let known = spec.containers.iter().any(|c| c.name == container)
             || spec
                 .init_containers

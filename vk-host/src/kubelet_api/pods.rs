@@ -1,6 +1,8 @@
 //! `GET /pods` (the pods bound to this node, as the API server sent them), `GET /runningpods/`
 //! (what the provider reports running, with the kubelet's minimal fields) and `GET /healthz`.
 
+use std::sync::Arc;
+
 use axum::{
     extract::State,
     http::{HeaderValue, StatusCode, header},
@@ -10,7 +12,7 @@ use serde_json::json;
 use vk_provider_sdk::pb;
 
 use super::{
-    ApiState,
+    ApiState, BoundPod,
     errors::{ApiError, provider_info},
 };
 
@@ -36,11 +38,24 @@ pub fn pod_list_json<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     out
 }
 
-/// `GET /pods`.
+/// The bytes of `namespace/name`, the order of `/pods` (not that of the `(namespace, name)`
+/// pair: `-` and `.` sort before `/`).
+fn key_bytes(pod: &dyn BoundPod) -> impl Iterator<Item = u8> + '_ {
+    pod.namespace()
+        .bytes()
+        .chain(std::iter::once(b'/'))
+        .chain(pod.name().bytes())
+}
+
+/// The `v1.PodList` of `pods`, sorted by `namespace/name`.
+pub fn sorted_pod_list_json(mut pods: Vec<Arc<dyn BoundPod>>) -> Vec<u8> {
+    pods.sort_by(|a, b| key_bytes(&**a).cmp(key_bytes(&**b)));
+    pod_list_json(pods.iter().map(|p| p.json()))
+}
+
+/// `GET /pods`, sorted by `namespace/name`.
 pub async fn pods(State(state): State<ApiState>) -> Response {
-    let mut pods = state.cache.all();
-    pods.sort_by_key(|p| p.key());
-    json_response(pod_list_json(pods.iter().map(|p| &*p.raw)))
+    json_response(sorted_pod_list_json(state.pods.all()))
 }
 
 /// Whether the provider reports `status` as running.
@@ -112,6 +127,27 @@ mod tests {
         );
         let empty: serde_json::Value = serde_json::from_slice(&pod_list_json([])).unwrap();
         assert_eq!(empty["items"], json!([]));
+    }
+
+    #[test]
+    fn pods_sort_by_the_namespace_slash_name_string() {
+        let pod = |ns: &str, name: &str| json!({"metadata": {"namespace": ns, "name": name, "uid": format!("{ns}-{name}")}});
+        // "a-b/x" < "a/x" as strings ('-' < '/'), though ("a", "x") < ("a-b", "x").
+        let pods = crate::kubelet_api::test_pods::TestPods::shared(&[
+            pod("a", "x"),
+            pod("b", "a"),
+            pod("a-b", "x"),
+            pod("a", "w"),
+        ]);
+        let list: serde_json::Value =
+            serde_json::from_slice(&sorted_pod_list_json(pods.all())).unwrap();
+        let keys: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["metadata"]["uid"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["a-b-x", "a-w", "a-x", "b-a"]);
     }
 
     #[test]

@@ -190,7 +190,6 @@ mod component_tests {
         body::Body,
         http::{Request, StatusCode, header},
     };
-    use kube::api::DynamicObject;
     use serde_json::{Value, json};
     use tokio::sync::{oneshot, watch};
     use tower::ServiceExt;
@@ -202,9 +201,9 @@ mod component_tests {
     use super::*;
     use crate::{
         kubelet_api::auth::AuthorizationMode,
+        kubelet_api::test_pods::TestPods,
         metrics::Metrics,
         provider::{Link, Provider, ProviderInfo, ProviderState},
-        store::cache::{CachedPod, PodCache},
     };
 
     const UID: &str = "uid-1";
@@ -307,9 +306,6 @@ mod component_tests {
             assert!(tokio::time::Instant::now() < deadline, "pod never ran");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let cache = PodCache::default();
-        let obj: DynamicObject = serde_json::from_value(pod_json).unwrap();
-        cache.insert(CachedPod::from_dynamic(obj).unwrap());
         let (provider_state, provider_rx) = watch::channel(ProviderState {
             link: Link::Connected,
             info: Some(info(&[
@@ -324,7 +320,7 @@ mod component_tests {
             node_name: "vk-0".into(),
             provider,
             provider_state: provider_rx,
-            cache,
+            pods: TestPods::shared(&[pod_json]),
             client: fake_apiserver(sars.clone()),
             stream_idle_timeout: Duration::from_secs(60),
         };

@@ -182,7 +182,7 @@ fn prepare(
     capability: pb::Capability,
     what: &str,
 ) -> Result<PodRef, Response> {
-    let Some(cached) = state.cache.find(ns, pod) else {
+    let Some(cached) = state.pods.find(ns, pod) else {
         return Err(upgrade::error(
             StatusCode::NOT_FOUND,
             format!("pod {ns}/{pod} not found on node {}", state.node_name),

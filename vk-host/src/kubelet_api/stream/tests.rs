@@ -569,24 +569,20 @@ mod http {
 
     use axum::Router;
     use axum::routing::any;
-    use kube::api::DynamicObject;
     use tokio::net::TcpStream;
     use tokio::sync::watch;
 
     use super::*;
     use crate::kubelet_api::ApiState;
+    use crate::kubelet_api::test_pods::TestPods;
     use crate::provider::{Link, Provider, ProviderInfo, ProviderState};
-    use crate::store::cache::{CachedPod, PodCache};
 
     async fn server(f: &Fixture, socket: &std::path::Path) -> std::net::SocketAddr {
-        let cache = PodCache::default();
-        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+        let pods = TestPods::shared(&[serde_json::json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "web", "namespace": "default", "uid": f.pod.uid},
             "spec": {"containers": [{"name": "app", "image": "busybox"}]}
-        }))
-        .expect("pod");
-        cache.insert(CachedPod::from_dynamic(obj).expect("cached"));
+        })]);
         let info = ProviderInfo {
             name: "mock".into(),
             version: "1".into(),
@@ -617,7 +613,7 @@ mod http {
                 crate::metrics::Metrics::new(),
             ),
             provider_state,
-            cache,
+            pods,
             client: kube,
             stream_idle_timeout: Duration::from_secs(30),
         };
