@@ -188,7 +188,9 @@ mod tests {
         );
         let backend = FakeBackend::start(router).await.expect("starts");
         let addr = backend.url().trim_start_matches("http://").to_string();
-        let mut tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let mut tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
         let body = r#"{"image":"nginx"}"#;
         let request = format!(
             "PUT /groups/web?api-version=1 HTTP/1.1\r\nhost: {addr}\r\nx-token: t\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
