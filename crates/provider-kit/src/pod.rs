@@ -64,6 +64,8 @@ pub struct Port {
     pub protocol: String,
     /// Port name, if any.
     pub name: Option<String>,
+    /// `hostPort`, if set: the port the backend must expose on its host.
+    pub host_port: Option<u16>,
 }
 
 /// One volume mount of a container.
@@ -117,6 +119,9 @@ pub struct ContainerView {
     pub tty: bool,
     /// Whether stdin is kept open.
     pub stdin: bool,
+    /// An init container with `restartPolicy: Always`: a native sidecar that starts before the
+    /// app containers and keeps running beside them.
+    pub sidecar: bool,
 }
 
 impl ContainerView {
@@ -325,10 +330,21 @@ fn container(
                     field: field("ports"),
                     reason: format!("containerPort {} is not a port", p.container_port),
                 })?;
+            let host_port = match p.host_port {
+                None | Some(0) => None,
+                Some(h) => Some(u16::try_from(h).ok().filter(|h| *h > 0).ok_or_else(|| {
+                    PodError::Field {
+                        pod: pod.to_string(),
+                        field: field("ports"),
+                        reason: format!("hostPort {h} is not a port"),
+                    }
+                })?),
+            };
             Ok(Port {
                 container_port: port,
                 protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
                 name: p.name.clone(),
+                host_port,
             })
         })
         .collect::<Result<Vec<_>, PodError>>()?;
@@ -377,6 +393,7 @@ fn container(
             .collect(),
         tty: c.tty.unwrap_or(false),
         stdin: c.stdin.unwrap_or(false),
+        sidecar: kind == "initContainers" && c.restart_policy.as_deref() == Some("Always"),
     })
 }
 
@@ -420,12 +437,14 @@ struct RawContainer {
     volume_mounts: Vec<RawMount>,
     tty: Option<bool>,
     stdin: Option<bool>,
+    restart_policy: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 struct RawPort {
     container_port: i64,
+    host_port: Option<i64>,
     protocol: Option<String>,
     name: Option<String>,
 }

@@ -151,6 +151,16 @@ fn exit_of_status(text: &str) -> Exit {
 /// Opens a WebSocket to `url` (`ws://` or `wss://`, verified against the system's roots) with
 /// extra request headers (authentication, sub-protocols).
 pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<BackendSocket, BackendError> {
+    connect_tls(url, headers, None).await
+}
+
+/// [`connect`] with the provider's own TLS settings for `wss://` (a private CA, a client
+/// certificate); `None` verifies against the system's roots.
+pub async fn connect_tls(
+    url: &str,
+    headers: &[(&str, &str)],
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<BackendSocket, BackendError> {
     let invalid = |message: String| BackendError::new(ErrorClass::Invalid, message);
     let mut request = url
         .into_client_request()
@@ -162,17 +172,28 @@ pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<BackendSocke
             .map_err(|e| invalid(format!("header name {name:?} is not valid: {e}")))?;
         request.headers_mut().insert(name, value);
     }
-    let (socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .map_err(|e| match e {
-            tungstenite::Error::Http(response) => {
-                BackendError::from_http(response.status().as_u16(), None, "exec WebSocket refused")
-            }
-            other => BackendError::new(
-                ErrorClass::Unavailable,
-                format!("exec WebSocket failed: {other}"),
-            ),
-        })?;
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+    let (socket, _) =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector)
+            .await
+            .map_err(|e| match e {
+                tungstenite::Error::Http(response) => {
+                    let body = response
+                        .body()
+                        .as_deref()
+                        .map(|b| String::from_utf8_lossy(b).trim().to_string())
+                        .filter(|b| !b.is_empty());
+                    let message = match body {
+                        Some(b) => format!("exec WebSocket refused: {b}"),
+                        None => "exec WebSocket refused".to_string(),
+                    };
+                    BackendError::from_http(response.status().as_u16(), None, message)
+                }
+                other => BackendError::new(
+                    ErrorClass::Unavailable,
+                    format!("exec WebSocket failed: {other}"),
+                ),
+            })?;
     Ok(socket)
 }
 
