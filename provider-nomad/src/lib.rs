@@ -7,6 +7,8 @@ pub mod capacity;
 pub mod client;
 pub mod config;
 pub mod exec;
+#[cfg(feature = "test-util")]
+pub mod fake;
 pub mod logs;
 pub mod model;
 pub mod service;

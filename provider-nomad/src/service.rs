@@ -59,7 +59,11 @@ pub struct NomadProvider {
     ready: watch::Receiver<bool>,
     counters: Arc<CpuCounters>,
     started: SystemTime,
+    capacity: watch::Receiver<Option<Capacity>>,
 }
+
+/// How long a handshake waits for the first reading of Nomad's nodes.
+const FIRST_CAPACITY_WAIT: Duration = Duration::from_secs(3);
 
 impl NomadProvider {
     /// Builds the provider and starts watching Nomad. Must be called inside a tokio runtime.
@@ -69,15 +73,23 @@ impl NomadProvider {
         let tracker = Arc::new(Tracker::new(hub));
         tokio::spawn(nomad_watch::run(nomad.clone(), tracker.clone()));
         let (ready_tx, ready) = watch::channel(false);
+        let (capacity_tx, capacity) = watch::channel(None);
+        let settings = Arc::new(settings);
+        tokio::spawn(keep_reading_capacity(
+            nomad.clone(),
+            settings.clone(),
+            capacity_tx,
+        ));
         Ok(Self {
             nomad,
-            settings: Arc::new(settings),
+            settings,
             tracker,
             node: Arc::new(OnceLock::new()),
             ready_tx: Arc::new(ready_tx),
             ready,
             counters: Arc::new(CpuCounters::default()),
             started: SystemTime::now(),
+            capacity,
         })
     }
 
@@ -174,13 +186,39 @@ impl NomadProvider {
         }
     }
 
+    /// The capacity last read from Nomad, waiting briefly for the first reading.
     async fn capacity(&self) -> Capacity {
-        match capacity::read(&self.nomad, &self.settings).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e.message, "reading Nomad's nodes failed; capacity 0 until it works");
-                Capacity::default()
+        let mut rx = self.capacity.clone();
+        match tokio::time::timeout(FIRST_CAPACITY_WAIT, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(current)) => current.unwrap_or_default(),
+            _ => {
+                tracing::warn!("Nomad's nodes not read yet; capacity 0 until they are");
+                self.capacity.borrow().unwrap_or_default()
             }
+        }
+    }
+}
+
+/// Reads Nomad's nodes every `--capacity-interval` for the provider's lifetime.
+async fn keep_reading_capacity(
+    nomad: Nomad,
+    settings: Arc<Settings>,
+    tx: watch::Sender<Option<Capacity>>,
+) {
+    loop {
+        match capacity::read(&nomad, &settings).await {
+            Ok(c) => {
+                tx.send_if_modified(|old| {
+                    let changed = *old != Some(c);
+                    *old = Some(c);
+                    changed
+                });
+            }
+            Err(e) => tracing::warn!(error = %e.message, "reading Nomad's nodes failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(settings.args.capacity_interval) => {}
+            _ = tx.closed() => return,
         }
     }
 }
@@ -413,24 +451,23 @@ impl ProviderService for NomadProvider {
         let (tx, out) = mpsc::channel(4);
         let this = self.clone();
         tokio::spawn(async move {
-            let mut last: Option<Capacity> = None;
+            let mut rx = this.capacity.clone();
+            let mut now = this.capacity().await;
             loop {
-                let now = this.capacity().await;
-                if last != Some(now) {
-                    let node = this.node_template(now);
-                    if tx
-                        .send(Ok(pb::WatchNodeStatusResponse { node: Some(node) }))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    last = Some(now);
+                let node = this.node_template(now);
+                if tx
+                    .send(Ok(pb::WatchNodeStatusResponse { node: Some(node) }))
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(this.settings.args.capacity_interval) => {}
+                    changed = rx.changed() => if changed.is_err() { return },
                     _ = tx.closed() => return,
                 }
+                let next = *rx.borrow_and_update();
+                now = next.unwrap_or_default();
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
