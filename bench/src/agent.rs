@@ -43,6 +43,11 @@ pub enum System {
     Upstream,
     /// kwok v0.8.0, the status-only simulator.
     Kwok,
+    /// vk-host + provider-nomad against the fake Nomad API (provider-nomad/fake; docker tasks
+    /// simulated, so no processes run): the cost of a real backend's provider.
+    #[value(name = "vk-nomad")]
+    #[serde(rename = "vk-nomad")]
+    VkNomad,
 }
 
 impl System {
@@ -52,6 +57,7 @@ impl System {
             System::Vk => "vk",
             System::Upstream => "upstream",
             System::Kwok => "kwok",
+            System::VkNomad => "vk-nomad",
         }
     }
 }
@@ -100,6 +106,11 @@ impl Binaries {
                 System::Kwok => {
                     needed.extend([self.peers.join("kwok"), self.peers.join("kwok-stages.yaml")])
                 }
+                System::VkNomad => needed.extend([
+                    self.ours.join("vk-host"),
+                    self.ours.join("provider-nomad"),
+                    self.ours.join("fake-nomad"),
+                ]),
             }
         }
         for path in needed {
@@ -136,6 +147,10 @@ pub fn limits_note(system: System, limits: Limits) -> Result<&'static str, &'sta
         (System::Kwok, Limits::Raised) => {
             Err("kwok already runs without a client-side rate limit: raised = default")
         }
+        (System::VkNomad, Limits::Default) => {
+            Ok("vk-host defaults; provider-nomad defaults (docker driver, simulated by the fake)")
+        }
+        (System::VkNomad, Limits::Raised) => Err("vk-nomad runs at defaults only"),
     }
 }
 
@@ -218,6 +233,59 @@ impl Agent {
                         "10000",
                     ]));
                 }
+                specs.push(spec("vk-host", binaries.ours.join("vk-host"), args));
+            }
+            System::VkNomad => {
+                let socket = path_str(&dir.join("provider.sock"));
+                let nomad = format!("127.0.0.1:{}", free_port()?);
+                specs.push(spec(
+                    "fake-nomad",
+                    binaries.ours.join("fake-nomad"),
+                    strings(&[
+                        "--addr",
+                        &nomad,
+                        "--nodes",
+                        "10",
+                        "--node-cpu-mhz",
+                        "1000000",
+                        "--node-memory-mb",
+                        "4000000",
+                        "--data-dir",
+                        &path_str(&dir.join("nomad")),
+                    ]),
+                ));
+                specs.push(spec(
+                    "provider-nomad",
+                    binaries.ours.join("provider-nomad"),
+                    strings(&[
+                        "--socket",
+                        &socket,
+                        "--nomad-addr",
+                        &format!("http://{nomad}"),
+                        "--max-pods",
+                        NODE_PODS,
+                    ]),
+                ));
+                let args = strings(&[
+                    "--kubeconfig",
+                    &kubeconfig,
+                    "--node-name",
+                    node,
+                    "--provider-socket",
+                    &socket,
+                    "--admin-address",
+                    &format!("127.0.0.1:{}", free_port()?),
+                    "--kubelet-port",
+                    &free_port()?.to_string(),
+                    "--address",
+                    "127.0.0.1",
+                    "--tls-cert-file",
+                    &cert,
+                    "--tls-private-key-file",
+                    &key,
+                    "--client-ca-file",
+                    &ca,
+                ]);
                 specs.push(spec("vk-host", binaries.ours.join("vk-host"), args));
             }
             System::Upstream => {
