@@ -3,9 +3,10 @@
 
 use std::{
     io::{BufRead, BufReader},
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 /// A running fake Nomad; killed on drop.
@@ -44,13 +45,21 @@ impl FakeNomad {
     pub fn start(args: &[&str]) -> std::io::Result<Self> {
         let bin = build()?;
         let dir = tempfile::tempdir()?;
-        let mut child = Command::new(&bin)
-            .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--addr", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
+            .stderr(Stdio::inherit());
+        // SAFETY: prctl is async-signal-safe. The fake gets SIGTERM (and kills its task
+        // processes) when the test process dies.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
         let stdout = child
             .stdout
             .take()
@@ -79,8 +88,21 @@ impl FakeNomad {
         })
     }
 
-    /// Stops the fake.
+    /// Stops the fake: SIGTERM (it kills its task processes), SIGKILL after 5 s.
     pub fn stop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: signalling our own child process.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
