@@ -252,6 +252,7 @@ impl Agent {
                         "4000000",
                         "--data-dir",
                         &path_str(&dir.join("nomad")),
+                        "--quiet",
                     ]),
                 ));
                 specs.push(spec(

@@ -41,7 +41,8 @@ pub fn build() -> std::io::Result<PathBuf> {
 }
 
 impl FakeNomad {
-    /// Builds and starts the fake with `args` (besides `--addr` and `--data-dir`).
+    /// Builds and starts the fake with `args` (besides `--addr` and `--data-dir`); it logs each
+    /// request to stderr only with `VK_FAKE_NOMAD_VERBOSE` set.
     pub fn start(args: &[&str]) -> std::io::Result<Self> {
         let bin = build()?;
         let dir = tempfile::tempdir()?;
@@ -49,6 +50,11 @@ impl FakeNomad {
         cmd.args(["--addr", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .args(args)
+            .args(if std::env::var_os("VK_FAKE_NOMAD_VERBOSE").is_some() {
+                &[][..]
+            } else {
+                &["--quiet"][..]
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         // SAFETY: prctl is async-signal-safe. The fake gets SIGTERM (and kills its task

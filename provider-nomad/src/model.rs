@@ -448,7 +448,7 @@ pub struct Evaluation {
     /// Explanation of the status.
     pub status_description: String,
     /// Groups that could not be placed, with why.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(rename = "FailedTGAllocs", deserialize_with = "nullable")]
     pub failed_tg_allocs: BTreeMap<String, AllocationMetric>,
     /// The evaluation waiting for capacity, if placement failed.
     #[serde(rename = "BlockedEval")]
@@ -508,6 +508,38 @@ pub struct NodeListStub {
     pub node_resources: Option<NodeResources>,
     /// Reserved for the OS (with `?resources=true`).
     pub reserved_resources: Option<NodeReservedResources>,
+}
+
+/// `api.Node`, as far as vk reads it (the address of a node).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Node {
+    /// Node ID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// `host:port` of the client's HTTP API.
+    #[serde(rename = "HTTPAddr")]
+    pub http_addr: String,
+    /// Fingerprinted attributes (`unique.network.ip-address`, …).
+    #[serde(deserialize_with = "nullable")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Node {
+    /// The node's IP: the fingerprinted address, else the host of its HTTP address.
+    pub fn ip(&self) -> Option<&str> {
+        self.attributes
+            .get("unique.network.ip-address")
+            .map(String::as_str)
+            .filter(|ip| !ip.is_empty())
+            .or_else(|| {
+                let host = self
+                    .http_addr
+                    .rsplit_once(':')
+                    .map_or(self.http_addr.as_str(), |(h, _)| h);
+                (!host.is_empty()).then_some(host.trim_start_matches('[').trim_end_matches(']'))
+            })
+    }
 }
 
 /// `api.NodeResources`.
@@ -724,6 +756,19 @@ mod tests {
         assert_eq!((a.id.as_str(), a.task_states.len()), ("a1", 0));
         let e: Events = serde_json::from_str("{}").unwrap_or_default();
         assert!(e.events.is_empty());
+    }
+
+    #[test]
+    fn placement_failures_decode() {
+        let e: Evaluation = serde_json::from_str(
+            r#"{"ID":"e","JobID":"j","Status":"blocked","FailedTGAllocs":{"pod":{"NodesEvaluated":2,"DimensionExhausted":{"memory":2},"ConstraintFiltered":null}}}"#,
+        )
+        .unwrap_or_default();
+        let m = e.failed_tg_allocs.get("pod").cloned().unwrap_or_default();
+        assert_eq!(
+            (m.nodes_evaluated, m.dimension_exhausted.get("memory")),
+            (2, Some(&2))
+        );
     }
 
     #[test]

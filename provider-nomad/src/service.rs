@@ -240,7 +240,7 @@ impl Readopt for Lister {
     async fn list_tagged(&self) -> Result<Vec<JobListStub>, BackendError> {
         let stubs = self
             .nomad
-            .get::<Vec<JobListStub>>("/v1/jobs", &[("prefix", JOB_PREFIX)])
+            .get::<Vec<JobListStub>>("/v1/jobs", &[("prefix", JOB_PREFIX), ("meta", "true")])
             .await?
             .value;
         let mut out = Vec::with_capacity(stubs.len());

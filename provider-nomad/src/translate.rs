@@ -198,11 +198,8 @@ pub fn job(view: &PodView, pod: &pb::Pod, target: &Target<'_>) -> Result<Job, Tr
                 interval: Some(0),
                 unlimited: Some(false),
             }),
-            networks: if network.dynamic_ports.is_empty() && network.reserved_ports.is_empty() {
-                Vec::new()
-            } else {
-                vec![network]
-            },
+            // Always a network block: without one Nomad gives the allocation no address.
+            networks: vec![network],
             meta: BTreeMap::new(),
         }],
         meta: identity.tags(""),

@@ -14,7 +14,7 @@ use vk_provider_kit::errors::{BackendError, ErrorClass};
 
 use crate::{
     client::Nomad,
-    model::{Allocation, Evaluation, Event, Events, JobListStub},
+    model::{Allocation, Evaluation, Event, Events, JobListStub, Node},
     tracker::Tracker,
     translate::JOB_PREFIX,
 };
@@ -43,7 +43,12 @@ pub async fn refresh(nomad: &Nomad, tracker: &Tracker, job_id: &str) -> Result<(
                 .await
                 .map(|a| a.value)
                 .unwrap_or(stub);
+            let (job, id) = (full.job_id.clone(), full.id.clone());
+            let ip = address(nomad, &full).await;
             tracker.on_alloc(full);
+            if let Some(ip) = ip {
+                tracker.on_ip(&job, &id, &ip);
+            }
         }
         None => {
             let path = format!("/v1/job/{job_id}/evaluations");
@@ -75,6 +80,27 @@ pub async fn refresh_all(nomad: &Nomad, tracker: &Tracker) {
         .await;
 }
 
+/// The address of an allocation: its group network's, else (host networking without a network
+/// block) its node's.
+pub async fn address(nomad: &Nomad, alloc: &Allocation) -> Option<String> {
+    if let Some(ip) = alloc.ip() {
+        return Some(ip.to_string());
+    }
+    if alloc.node_id.is_empty() {
+        return None;
+    }
+    match nomad
+        .get::<Node>(&format!("/v1/node/{}", alloc.node_id), &[])
+        .await
+    {
+        Ok(n) => n.value.ip().map(str::to_string),
+        Err(e) => {
+            tracing::debug!(node = %alloc.node_id, error = %e.message, "reading a node failed");
+            None
+        }
+    }
+}
+
 /// Reads the address of `alloc` when an event did not carry it.
 async fn fetch_ip(nomad: Nomad, tracker: Arc<Tracker>, job_id: String, alloc_id: String) {
     match nomad
@@ -82,8 +108,8 @@ async fn fetch_ip(nomad: Nomad, tracker: Arc<Tracker>, job_id: String, alloc_id:
         .await
     {
         Ok(a) => {
-            if let Some(ip) = a.value.ip() {
-                tracker.on_ip(&job_id, &alloc_id, ip);
+            if let Some(ip) = address(&nomad, &a.value).await {
+                tracker.on_ip(&job_id, &alloc_id, &ip);
             }
         }
         Err(e) => {
