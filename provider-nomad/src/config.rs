@@ -137,8 +137,10 @@ pub struct NomadArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub restart_delay: Duration,
 
-    /// Deadline of one call to Nomad, retries included.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    /// Deadline of one call to Nomad, retries included. Keep it below vk-host's
+    /// `--provider-timeout` (10 s) so that a slow Nomad is reported with Nomad's reason rather
+    /// than as vk-host's timeout.
+    #[arg(long, default_value = "8s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 }
 

@@ -21,6 +21,9 @@ use crate::{
 
 /// Refreshes running at once.
 const REFRESH_CONCURRENCY: usize = 16;
+/// How long the event stream may be silent (Nomad's heartbeat is 10 s) before it is
+/// reconnected.
+const STREAM_SILENCE: Duration = Duration::from_secs(45);
 /// Wait of one blocking query in the fall-back.
 const BLOCKING_WAIT: Duration = Duration::from_secs(60);
 
@@ -162,7 +165,15 @@ async fn follow_events(
         .await?;
     tracing::info!(index = %from, "following Nomad's event stream");
     let mut pending: Vec<u8> = Vec::new();
-    while let Some(frame) = body.frame().await {
+    loop {
+        // Nomad sends a heartbeat every 10 s: a silent connection is a dead one.
+        let Ok(next) = tokio::time::timeout(STREAM_SILENCE, body.frame()).await else {
+            return Err(BackendError::new(
+                ErrorClass::Timeout,
+                format!("event stream silent for {STREAM_SILENCE:?}"),
+            ));
+        };
+        let Some(frame) = next else { break };
         let frame = frame.map_err(|e| {
             BackendError::new(ErrorClass::Unavailable, format!("event stream: {e}"))
         })?;
