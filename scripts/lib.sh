@@ -34,3 +34,13 @@ ensure_nextest() {
     fi
     export PATH="$root/bin:$PATH"
 }
+
+# Makes sure `ip` (iproute2) is there: the node-proxy tests and the demo give the virtual node a
+# routable address with it. Installs the Debian package where it is missing and we are root.
+ensure_iproute2() {
+    if command -v ip >/dev/null 2>&1; then return; fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing iproute2 (for the virtual node's routable address)" >&2
+        apt-get install -y -q iproute2 >&2 || { apt-get update -q >&2 && apt-get install -y -q iproute2 >&2; }
+    fi
+}

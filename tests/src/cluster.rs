@@ -397,6 +397,19 @@ impl Cluster {
             .write(dir, &format!("{node_name}-serving"))
     }
 
+    /// [`Cluster::write_kubelet_serving_cert`] valid for `ips` too.
+    pub fn write_kubelet_serving_cert_for(
+        &self,
+        node_name: &str,
+        dir: &Path,
+        ips: &[std::net::IpAddr],
+    ) -> Result<CertFiles> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        self.pki
+            .kubelet_serving_cert_for(node_name, ips)?
+            .write(dir, &format!("{node_name}-serving"))
+    }
+
     /// A client certificate for `user` in `groups`, signed by the cluster CA.
     pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> Result<IssuedCert> {
         self.pki.client_cert(user, groups)

@@ -29,6 +29,7 @@ pub mod components;
 pub mod error;
 pub mod kubeconfig;
 pub mod namespace;
+pub mod node_address;
 pub mod options;
 pub mod pki;
 pub mod ports;

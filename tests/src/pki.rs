@@ -379,11 +379,14 @@ impl ClusterPki {
     /// O=`system:nodes`, IP SAN 127.0.0.1, EKU serverAuth, signed by the
     /// kubelet-serving CA (what the apiserver and metrics-server verify).
     pub fn kubelet_serving_cert(&self, node_name: &str) -> Result<IssuedCert> {
-        let mut spec = CertSpec::server(
-            &format!("system:node:{node_name}"),
-            &[],
-            &[IpAddr::from([127, 0, 0, 1])],
-        );
+        self.kubelet_serving_cert_for(node_name, &[])
+    }
+
+    /// [`ClusterPki::kubelet_serving_cert`] with more IP SANs (a routable node address).
+    pub fn kubelet_serving_cert_for(&self, node_name: &str, ips: &[IpAddr]) -> Result<IssuedCert> {
+        let mut all = vec![IpAddr::from([127, 0, 0, 1])];
+        all.extend_from_slice(ips);
+        let mut spec = CertSpec::server(&format!("system:node:{node_name}"), &[], &all);
         spec.organizations = vec!["system:nodes".to_owned()];
         self.kubelet_ca.issue(&spec)
     }

@@ -16,7 +16,7 @@ use std::{
 
 use vk_provider_sdk::{client::ProviderClient, pb};
 
-use crate::{cluster::Cluster, ports::free_port};
+use crate::{cluster::Cluster, node_address::RoutableAddress, ports::free_port};
 
 /// Why a virtual node could not be started or queried.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +41,13 @@ pub struct VirtualNode {
     pub socket: PathBuf,
     /// vk-host's health/metrics address.
     pub admin: String,
-    /// The kubelet API port (on 127.0.0.1).
+    /// The kubelet API port.
     pub kubelet_port: u16,
+    /// The address the kubelet API listens on and the node publishes as InternalIP (127.0.0.1,
+    /// or a routable one with [`NodeOptions::routable`]).
+    pub kubelet_ip: String,
+    /// Kept for its lifetime: the routable address, removed on drop.
+    _address: Option<RoutableAddress>,
     provider: Mutex<Option<Child>>,
     host: Mutex<Option<Child>>,
     provider_program: PathBuf,
@@ -61,6 +66,9 @@ pub struct NodeOptions {
     /// Another provider instead of provider-mock: program and arguments, started with
     /// `--socket <path>` appended.
     pub provider: Option<Vec<String>>,
+    /// Give the node a routable address (see [`crate::node_address`]) so that the API server's
+    /// node proxy reaches it; fails with a clear message where none can be made.
+    pub routable: bool,
 }
 
 /// Where the workspace's binaries are (the test executable lives in `<target>/debug/deps`).
@@ -106,7 +114,16 @@ impl VirtualNode {
         let kubeconfig = cluster.write_node_kubeconfig(name, &dir.join("node.kubeconfig"))?;
         let admin = format!("127.0.0.1:{}", free_port()?);
         let kubelet_port = free_port()?;
-        let serving = cluster.write_kubelet_serving_cert(name, &dir)?;
+        let address = if options.routable {
+            Some(RoutableAddress::create().map_err(|e| Error(e.to_string()))?)
+        } else {
+            None
+        };
+        let kubelet_ip = address
+            .as_ref()
+            .map_or_else(|| "127.0.0.1".to_string(), |a| a.ip.to_string());
+        let ips: Vec<std::net::IpAddr> = address.iter().map(|a| a.ip.into()).collect();
+        let serving = cluster.write_kubelet_serving_cert_for(name, &dir, &ips)?;
         let (provider_program, mut provider_args) = match options.provider {
             Some(mut command) if !command.is_empty() => {
                 let program = PathBuf::from(command.remove(0));
@@ -128,7 +145,9 @@ impl VirtualNode {
             "--kubelet-port".into(),
             kubelet_port.to_string(),
             "--address".into(),
-            "127.0.0.1".into(),
+            kubelet_ip.clone(),
+            "--node-ip".into(),
+            kubelet_ip.clone(),
             "--tls-cert-file".into(),
             serving.cert.display().to_string(),
             "--tls-private-key-file".into(),
@@ -143,6 +162,8 @@ impl VirtualNode {
             socket,
             admin,
             kubelet_port,
+            kubelet_ip,
+            _address: address,
             provider: Mutex::new(None),
             host: Mutex::new(None),
             provider_program,

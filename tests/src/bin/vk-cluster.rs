@@ -49,7 +49,7 @@ enum Command {
     Build,
     /// Write a virtual node's credentials for a running cluster: a kubeconfig for
     /// `system:node:<node>` (group `system:nodes`) and a kubelet serving certificate for
-    /// 127.0.0.1, into `--out`; prints the file paths.
+    /// 127.0.0.1 (and any `--ip`), into `--out`; prints the file paths.
     NodeCredentials {
         /// Run folder of the cluster (`vk-cluster up --dir`).
         #[arg(long)]
@@ -60,7 +60,14 @@ enum Command {
         /// Folder to write into.
         #[arg(long)]
         out: PathBuf,
+        /// Further IP addresses the serving certificate is valid for (a routable node address).
+        #[arg(long)]
+        ip: Vec<std::net::IpAddr>,
     },
+    /// Give a virtual node a routable address on this machine (a veth pair, one end in a network
+    /// namespace of its own; needs root and iproute2) so that the API server's node proxy
+    /// reaches it; prints `ip: <address>` and keeps it until terminated.
+    NodeAddress,
 }
 
 #[tokio::main]
@@ -73,12 +80,24 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::NodeCredentials { dir, node, out } => {
+        Command::NodeAddress => {
+            let address = vk_tests::node_address::RoutableAddress::create()?;
+            println!("ip: {}", address.ip);
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            drop(address);
+            Ok(())
+        }
+        Command::NodeCredentials { dir, node, out, ip } => {
             let cluster = Cluster::attach(&dir).context("attaching to the cluster")?;
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let kubeconfig =
                 cluster.write_node_kubeconfig(&node, &out.join(format!("{node}.kubeconfig")))?;
-            let serving = cluster.write_kubelet_serving_cert(&node, &out)?;
+            let serving = cluster.write_kubelet_serving_cert_for(&node, &out, &ip)?;
             println!("kubeconfig: {}", kubeconfig.display());
             println!("serving-cert: {}", serving.cert.display());
             println!("serving-key: {}", serving.key.display());
